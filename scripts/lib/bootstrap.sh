@@ -1,0 +1,151 @@
+# shellcheck shell=bash
+# Idempotent bootstrap shared by scripts/lab, scripts/test and scripts/bench.
+# Source it; then call `bootstrap_all`. Everything expensive is cached outside
+# the checkout under $SEARCHPLAT_CACHE so a fresh clone on the same machine
+# reuses it (venv, base image, downloads).
+#
+# What it installs on a fresh Debian 12 machine (as root):
+#   - Debian packages: docker.io, debootstrap, python3-venv, openssh-client
+#   - the Docker engine, started in the background if no daemon answers
+#   - a Python venv with requirements.txt (re-created when that file changes)
+#   - the systemd base image, built with debootstrap + `docker import`,
+#     tagged with the hash of its recipe (this file's image section)
+
+set -o errexit -o nounset -o pipefail
+
+PROJECT_ROOT="${PROJECT_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+SEARCHPLAT_CACHE="${SEARCHPLAT_CACHE:-/var/cache/searchplat}"
+VENV="${SEARCHPLAT_CACHE}/venv"
+# Packages baked into the base image: what a freshly installed minimal
+# Debian server has (systemd, sshd, python3 for Ansible, sudo). Everything
+# else is installed by the roles, as on a real host.
+BASE_IMAGE_PACKAGES="systemd,systemd-sysv,python3,python3-apt,sudo,iproute2,procps,ca-certificates,gnupg,openssh-server"
+BASE_IMAGE_SUITE="bookworm"
+BASE_IMAGE_REPO="searchplat/debian12-systemd"
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31mERROR:\033[0m %s\n' "$*" >&2; exit 1; }
+
+need_root() {
+  [ "$(id -u)" -eq 0 ] || die "run as root (the lab manages Docker and apt)"
+}
+
+apt_install() {
+  # Install only what is missing; one `apt-get update` per machine boot.
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  if [ ! -e /var/lib/apt/lists/lock ] || [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -n1)" ]; then
+    apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_host_packages() {
+  need_root
+  apt_install docker.io debootstrap python3-venv openssh-client
+}
+
+ensure_dockerd() {
+  if docker info >/dev/null 2>&1; then return 0; fi
+  log "starting dockerd (no Docker engine answered)"
+  mkdir -p /var/log
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  local i
+  for i in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  die "dockerd did not answer within 60 s; see /var/log/dockerd.log"
+}
+
+ensure_venv() {
+  local stamp="${VENV}/.requirements.sha256"
+  local want
+  want="$(sha256sum "${PROJECT_ROOT}/requirements.txt" | cut -d' ' -f1)"
+  if [ -x "${VENV}/bin/ansible-playbook" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "creating Python venv ${VENV} from requirements.txt"
+  mkdir -p "${SEARCHPLAT_CACHE}"
+  [ -x "${VENV}/bin/python" ] || python3 -m venv "${VENV}"
+  "${VENV}/bin/pip" install -q --upgrade pip >/dev/null
+  "${VENV}/bin/pip" install -q -r "${PROJECT_ROOT}/requirements.txt" 2>&1 | grep -v '^ERROR: Ignored the following versions' || true
+  "${VENV}/bin/ansible-playbook" --version >/dev/null || die "venv install failed"
+  echo "$want" >"$stamp"
+}
+
+base_image_tag() {
+  # The tag is the hash of the recipe: change the package list, suite or
+  # mirror file and a new image is built; otherwise the cached one is reused.
+  {
+    echo "$BASE_IMAGE_PACKAGES $BASE_IMAGE_SUITE"
+    cat /etc/apt/sources.list.d/debian.sources 2>/dev/null || true
+    sed -n '/^build_base_image()/,/^}/p' "${BASH_SOURCE[0]}"
+  } | sha256sum | cut -c1-12
+}
+
+base_image() { echo "${BASE_IMAGE_REPO}:$(base_image_tag)"; }
+
+build_base_image() {
+  local image="$1"
+  local mirror rootfs
+  mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+  mirror="${mirror:-http://deb.debian.org/debian}"
+  rootfs="$(mktemp -d "${SEARCHPLAT_CACHE}/rootfs.XXXXXX")"
+  log "building base image ${image} (debootstrap ${BASE_IMAGE_SUITE}, about a minute)"
+  debootstrap --variant=minbase --include="${BASE_IMAGE_PACKAGES}" "${BASE_IMAGE_SUITE}" "$rootfs" "$mirror" >"${SEARCHPLAT_CACHE}/debootstrap.log" 2>&1 \
+    || { rm -rf "$rootfs"; die "debootstrap failed; see ${SEARCHPLAT_CACHE}/debootstrap.log"; }
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    cp /etc/apt/sources.list.d/debian.sources "$rootfs/etc/apt/sources.list.d/"
+    rm -f "$rootfs/etc/apt/sources.list"
+  fi
+  # Every container must get its own identity: no shared SSH host keys or
+  # machine-id baked into the image (the lab generates them per host).
+  rm -f "$rootfs"/etc/ssh/ssh_host_*
+  : >"$rootfs/etc/machine-id"
+  # Like an installer or cloud-init, generate host keys on first boot.
+  cat >"$rootfs/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'
+[Unit]
+Description=Generate SSH host keys on first boot
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  ln -s /etc/systemd/system/ssh-hostkeys.service "$rootfs/etc/systemd/system/multi-user.target.wants/ssh-hostkeys.service"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import -c 'CMD ["/lib/systemd/systemd"]' - "$image" >/dev/null
+  rm -rf "$rootfs"
+  docker image inspect "$image" >/dev/null 2>&1 || die "docker import of ${image} failed"
+}
+
+ensure_base_image() {
+  local image
+  image="$(base_image)"
+  docker image inspect "$image" >/dev/null 2>&1 || build_base_image "$image"
+  export SEARCHPLAT_BASE_IMAGE="$image"
+}
+
+activate_venv() {
+  # shellcheck disable=SC1091
+  source "${VENV}/bin/activate"
+  export ANSIBLE_CONFIG="${PROJECT_ROOT}/ansible.cfg"
+}
+
+bootstrap_all() {
+  ensure_host_packages
+  ensure_dockerd
+  ensure_venv
+  ensure_base_image
+  activate_venv
+}
