@@ -1,0 +1,142 @@
+"""Acceptance suite: one Testinfra suite for any inventory, organised by tier.
+
+Run against the lab or any real inventory:
+
+    pytest --hosts=ansible://all --ansible-inventory=inventories/staging tests/acceptance
+
+Each module declares the inventory groups its tests apply to:
+
+    pytestmark = pytest.mark.groups("opensearch")      # or "all"
+
+and each test runs only on the hosts of those groups (ceph-ansible style), so
+the same suite fits any topology. Fixtures:
+
+- ``inventory``: groups, hosts and hostvars as ``ansible-inventory`` sees them
+- ``peer``: ``peer("app1")`` is a Testinfra host for another inventory host,
+  to run a command from there (reachability tests, attacks on fail2ban)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+
+import pytest
+import testinfra
+
+PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "groups(*names): run only on hosts in one of these inventory groups ('all' = every host)"
+    )
+
+
+def _inventory_path(config) -> str:
+    path = config.getoption("ansible_inventory", None) or os.environ.get("ANSIBLE_INVENTORY")
+    if not path:
+        raise pytest.UsageError("pass --ansible-inventory=inventories/<env>")
+    return path
+
+
+class Inventory:
+    """The inventory as Ansible resolves it (groups, children, hostvars)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        out = subprocess.run(
+            ["ansible-inventory", "-i", path, "--list", "--export"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+        ).stdout
+        data = json.loads(out)
+        self._hostvars = data.get("_meta", {}).get("hostvars", {})
+        self._groups: dict[str, set[str]] = {}
+
+        def walk(group: str) -> set[str]:
+            if group in self._groups:
+                return self._groups[group]
+            node = data.get(group, {})
+            members = set(node.get("hosts", []))
+            for child in node.get("children", []):
+                members |= walk(child)
+            self._groups[group] = members
+            return members
+
+        for name in data:
+            if name != "_meta":
+                walk(name)
+        self._groups["all"] = set(self._hostvars) | self._groups.get("all", set())
+
+    def all_hosts(self) -> list[str]:
+        return sorted(self._groups["all"])
+
+    def hosts_in(self, group: str) -> list[str]:
+        return sorted(self._groups.get(group, set()))
+
+    def groups_of(self, host: str) -> set[str]:
+        return {g for g, members in self._groups.items() if host in members}
+
+    @functools.lru_cache(maxsize=None)
+    def hostvars(self, host: str) -> dict:
+        """Fully templated hostvars (group_vars and defaults resolved)."""
+        out = subprocess.run(
+            ["ansible-inventory", "-i", self.path, "--host", host],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+        ).stdout
+        return json.loads(out)
+
+    def address(self, host: str) -> str:
+        hv = self.hostvars(host)
+        return hv.get("private_address") or hv.get("ansible_host") or host
+
+
+@pytest.fixture(scope="session")
+def inventory(pytestconfig) -> Inventory:
+    return Inventory(_inventory_path(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def peer(pytestconfig):
+    path = _inventory_path(pytestconfig)
+    cache: dict[str, testinfra.host.Host] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = testinfra.get_host(f"ansible://{name}?ansible_inventory={path}")
+        return cache[name]
+
+    return get
+
+
+def _host_of(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "_testinfra_host" not in callspec.params:
+        return None
+    return callspec.params["_testinfra_host"].backend.get_hostname()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (host, test) pairs whose host is not in the test's groups."""
+    if not config.getoption("ansible_inventory", None):
+        return
+    inv = Inventory(_inventory_path(config))
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("groups")
+        host = _host_of(item)
+        if marker is None or host is None or "all" in marker.args:
+            keep.append(item)
+            continue
+        (keep if inv.groups_of(host) & set(marker.args) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

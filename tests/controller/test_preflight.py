@@ -1,0 +1,171 @@
+"""Broken inventories are rejected by preflight before any host is changed.
+
+Each case starts from a valid inventory (every host is the same disposable
+container, reached with the docker connection), breaks one thing, runs the
+whole site.yml and asserts that:
+  - the run fails with a message naming what to fix,
+  - no play after preflight started and no task reported a change,
+  - the container is untouched (nothing the common tier installs is there).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import uuid
+
+import pytest
+import yaml
+
+TARGET = f"sp-preflight-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def target():
+    image = os.environ.get("SEARCHPLAT_BASE_IMAGE")
+    if not image:
+        pytest.fail("SEARCHPLAT_BASE_IMAGE is not set: run through scripts/test")
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", TARGET, image, "sleep", "infinity"],
+                   check=True, capture_output=True)
+    yield TARGET
+    subprocess.run(["docker", "rm", "-f", TARGET], capture_output=True)
+
+
+def _host(address: str, **extra) -> dict:
+    return {"ansible_connection": "community.docker.docker", "ansible_host": TARGET,
+            "private_address": address, **extra}
+
+
+VALID = {
+    "all": {
+        "vars": {
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "baseline_admin_users": [{"name": "deploy", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPreflightTestKey deploy@test"]}],
+        },
+        "children": {
+            "loadbalancers": {"hosts": {"lb1": _host("10.9.0.11"), "lb2": _host("10.9.0.12")}},
+            "app_servers": {"hosts": {"app1": _host("10.9.0.21")}},
+            "opensearch": {"hosts": {"os1": _host("10.9.0.31"), "os2": _host("10.9.0.32"), "os3": _host("10.9.0.33")}},
+            "monitoring": {"hosts": {"mon1": _host("10.9.0.41")}},
+        },
+    }
+}
+
+
+def _children(inv):
+    return inv["all"]["children"]
+
+
+def _vars(inv):
+    return inv["all"]["vars"]
+
+
+def _missing_group(inv):
+    del _children(inv)["app_servers"]
+
+
+def _empty_group(inv):
+    _children(inv)["monitoring"]["hosts"] = {}
+
+
+def _even_managers(inv):
+    _children(inv)["opensearch"]["hosts"]["os4"] = _host("10.9.0.34")
+
+
+def _even_managers_by_roles(inv):
+    _children(inv)["opensearch"]["hosts"]["os3"]["opensearch_node_roles"] = ["data", "ingest"]
+
+
+def _even_managers_child_group(inv):
+    _children(inv)["opensearch"]["children"] = {
+        "opensearch_cluster_manager": {"hosts": {"os1": {}, "os2": {}}}}
+
+
+def _too_few_managers(inv):
+    for h in ("os2", "os3"):
+        del _children(inv)["opensearch"]["hosts"][h]
+
+
+def _duplicate_address(inv):
+    _children(inv)["app_servers"]["hosts"]["app1"]["private_address"] = "10.9.0.31"
+
+
+def _invalid_address(inv):
+    _children(inv)["app_servers"]["hosts"]["app1"]["private_address"] = "10.9.0.300"
+
+
+def _missing_address(inv):
+    del _children(inv)["monitoring"]["hosts"]["mon1"]["private_address"]
+
+
+def _unsupported_os(inv):
+    _vars(inv)["validate_inventory_supported_os"] = {"Ubuntu": ["24.04"]}
+
+
+def _bad_zone_type(inv):
+    _children(inv)["loadbalancers"]["hosts"]["lb1"]["zone"] = 7
+
+
+def _wrong_type(inv):
+    _vars(inv)["validate_inventory_min_cluster_managers"] = "three"
+
+
+# (case id, mutation, regex the failure output must contain)
+CASES = [
+    ("missing-group", _missing_group, r"Group 'app_servers' is missing or empty"),
+    ("empty-group", _empty_group, r"Group 'monitoring' is missing or empty"),
+    ("even-cluster-managers", _even_managers, r"has 4 cluster-manager-eligible node\(s\).*odd number"),
+    ("even-managers-by-node-roles", _even_managers_by_roles, r"has 2 cluster-manager-eligible node\(s\) \(os1, os2\)"),
+    ("even-managers-child-group", _even_managers_child_group, r"has 2 cluster-manager-eligible node\(s\)"),
+    ("too-few-cluster-managers", _too_few_managers, r"has 1 cluster-manager-eligible node\(s\).*at least 3"),
+    ("duplicate-private-address", _duplicate_address, r"used by more than one host: 10\.9\.0\.31"),
+    ("invalid-private-address", _invalid_address, r"Host app1 has no valid 'private_address' \(got 10\.9\.0\.300\)"),
+    ("missing-private-address", _missing_address, r"Host mon1 has no valid 'private_address'"),
+    ("unsupported-os", _unsupported_os, r"runs Debian 12.*does not support"),
+    ("zone-not-a-string", _bad_zone_type, r"'zone' and 'site' must be non-empty strings"),
+    ("wrong-variable-type", _wrong_type, r"validate_inventory_min_cluster_managers"),
+]
+
+
+def _run_site(tmp_path, inv, project_root, ansible_env):
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inv, sort_keys=False))
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(path), "site.yml"],
+        cwd=project_root, env=ansible_env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _assert_untouched(target_name, result):
+    out = result.stdout + result.stderr
+    assert not re.search(r"^PLAY \[(?!Preflight)", out, re.M), "a play after preflight started"
+    recaps = re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", out, re.M)
+    assert recaps and all(c == "0" for c in recaps), "a task reported a change"
+    probe = subprocess.run(["docker", "exec", target_name, "dpkg-query", "-W", "-f=${Status}", "chrony"],
+                           capture_output=True, text=True)
+    assert "install ok installed" not in probe.stdout, "the common tier installed packages"
+
+
+@pytest.mark.parametrize("case_id,mutate,expected", CASES, ids=[c[0] for c in CASES])
+def test_broken_inventory_rejected_before_any_change(tmp_path, target, project_root, ansible_env,
+                                                     case_id, mutate, expected):
+    inv = copy.deepcopy(VALID)
+    mutate(inv)
+    result = _run_site(tmp_path, inv, project_root, ansible_env)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, f"{case_id}: site.yml succeeded on a broken inventory"
+    assert re.search(expected, " ".join(out.split()), re.S), f"{case_id}: expected /{expected}/ in:\n{out[-3000:]}"
+    _assert_untouched(target, result)
+
+
+def test_valid_inventory_passes_preflight(tmp_path, target, project_root, ansible_env):
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(VALID, sort_keys=False))
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(path), "playbooks/preflight.yml"],
+        cwd=project_root, env=ansible_env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "changed=0" in result.stdout
