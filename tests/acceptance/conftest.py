@@ -94,6 +94,15 @@ class Inventory:
         ).stdout
         return json.loads(out)
 
+    def tier_representative(self, host: str) -> bool:
+        """True for the first host (by name) of the hosts in exactly the same groups.
+
+        Hosts of one tier get the same configuration, so slow end-to-end tests
+        (attacks, full audits) run on one representative host per tier.
+        """
+        same = [h for h in self.all_hosts() if self.groups_of(h) == self.groups_of(host)]
+        return min(same) == host
+
     def address(self, host: str) -> str:
         hv = self.hostvars(host)
         return hv.get("private_address") or hv.get("ansible_host") or host

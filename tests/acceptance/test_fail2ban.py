@@ -1,0 +1,157 @@
+"""fail2ban (roles/fail2ban) on every host: the sshd jail bans a real attacker.
+
+A peer that is not in the target's ignoreip fails SSH logins (invalid user,
+key-only client) until the target bans it; the ban must block it, and it must
+be lifted after the ban time. Runs only when the ban time is test-sized
+(<= 120 s); production ban times are skipped with a reason. Every wait is a
+loop bounded by a deadline; a ban still in place at the end is lifted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.groups("all")
+
+MAX_TEST_BANTIME = 120
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000, "y": 31536000}
+
+
+def _name(host) -> str:
+    return host.backend.get_hostname()
+
+
+def seconds(value) -> int | None:
+    """fail2ban duration ('15', 15, '10m', '1h30m') -> seconds, or None."""
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    parts = re.findall(r"(\d+)(mo|[smhdwy])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(int(n) * UNITS[u] for n, u in parts)
+
+
+def f2b(host, *args) -> str:
+    with host.sudo():
+        return host.check_output("fail2ban-client " + " ".join(args))
+
+
+def banned(host) -> set[str]:
+    return set(f2b(host, "get sshd banip").split())
+
+
+def ignored(host) -> list:
+    out = f2b(host, "get sshd ignoreip")
+    nets = []
+    for token in re.findall(r"[0-9A-Fa-f:.]+(?:/\d+)?", out):
+        try:
+            nets.append(ipaddress.ip_network(token, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def source_address(src, target_address: str) -> str:
+    out = src.check_output(f"ip -o route get {target_address}")
+    return re.search(r"\bsrc (\S+)", out).group(1)
+
+
+def ssh_port_state(src, address: str, port: int) -> str:
+    cmd = src.run(f"timeout 3 bash -c '</dev/tcp/{address}/{port}'")
+    if cmd.rc == 0:
+        return "open"
+    if cmd.rc == 124:
+        return "filtered"
+    return "refused" if "refused" in cmd.stderr else f"error {cmd.stderr.strip()}"
+
+
+def failed_login(src, address: str, port: int) -> None:
+    src.run(
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+        f"-o ConnectTimeout=3 -p {port} f2b-acceptance-nosuchuser@{address} true"
+    )
+
+
+def test_fail2ban_running_with_sshd_jail(host, inventory):
+    if inventory.hostvars(_name(host)).get("fail2ban_sshd_enabled", True) is False:
+        pytest.skip("fail2ban_sshd_enabled is false for this host")
+    assert host.service("fail2ban").is_running
+    assert "sshd" in f2b(host, "status")
+
+
+def test_attacker_banned_then_unbanned(host, inventory, peer):
+    name = _name(host)
+    if not inventory.tier_representative(name):
+        pytest.skip("the jail is configured alike across a tier: attacked on one host per tier")
+    hv = inventory.hostvars(name)
+    if hv.get("fail2ban_sshd_enabled", True) is False:
+        pytest.skip("fail2ban_sshd_enabled is false for this host")
+    bantime = seconds(f2b(host, "get sshd bantime"))
+    if bantime is None or bantime > MAX_TEST_BANTIME:
+        pytest.skip(f"ban time {bantime} s > {MAX_TEST_BANTIME} s: not waited for outside a test-sized lab")
+    maxretry = int(f2b(host, "get sshd maxretry"))
+    port = int(hv.get("firewall_ssh_port", 22))
+    address = inventory.address(name)
+    controller = hv.get("lab_controller_address")
+
+    # An attacker: another host, not the controller, not in ignoreip.
+    ignore = ignored(host)
+    attacker = attacker_ip = None
+    for other in inventory.all_hosts():
+        ohv = inventory.hostvars(other)
+        if other == name or ohv.get("ansible_connection") == "local":
+            continue
+        src = peer(other)
+        ip = source_address(src, address)
+        if ip == controller or any(ipaddress.ip_address(ip) in net for net in ignore):
+            continue
+        attacker, attacker_ip = src, ip
+        break
+    if attacker is None:
+        pytest.skip("every peer is in fail2ban_ignoreip (or is the controller)")
+
+    assert attacker_ip not in banned(host), f"{attacker_ip} already banned"
+    try:
+        # UFW's SSH limit refuses a source's 6th new connection within 30 s:
+        # attack in bursts of at most 5 connections per 30 s.
+        deadline = time.monotonic() + 60 + 35 * (maxretry // 5 + 1)
+        burst_start, burst = time.monotonic(), 0
+        while attacker_ip not in banned(host):
+            assert time.monotonic() < deadline, f"{attacker_ip} not banned after {maxretry} failures"
+            if burst >= 5:
+                if time.monotonic() - burst_start < 31:
+                    time.sleep(1)
+                    continue
+                burst_start, burst = time.monotonic(), 0
+            failed_login(attacker, address, port)
+            burst += 1
+            time.sleep(0.5)
+
+        # fail2ban lists the ban before its action (the UFW rule) has run.
+        deadline = time.monotonic() + 15
+        while (state := ssh_port_state(attacker, address, port)) == "open":
+            assert time.monotonic() < deadline, "banned attacker still gets through"
+            time.sleep(1)
+        assert state in ("refused", "filtered"), f"banned attacker gets {state}"
+
+        with_time = f2b(host, "get sshd banip --with-time")
+        match = re.search(re.escape(attacker_ip) + r"\s.*\+ (\d+) =", with_time)
+        ban_seconds = int(match.group(1)) if match else bantime
+        if ban_seconds > MAX_TEST_BANTIME:
+            pytest.skip(f"incremented ban of {ban_seconds} s (repeat offender): ban verified, unban not waited for")
+        deadline = time.monotonic() + ban_seconds + 20
+        while attacker_ip in banned(host):
+            assert time.monotonic() < deadline, f"still banned {ban_seconds + 20} s later"
+            time.sleep(1)
+        deadline = time.monotonic() + 40  # the SSH rate limit window, at worst
+        while ssh_port_state(attacker, address, port) != "open":
+            assert time.monotonic() < deadline, "SSH not reachable again after the unban"
+            time.sleep(2)
+    finally:
+        if attacker_ip in banned(host):
+            f2b(host, "set sshd unbanip", attacker_ip)

@@ -1,0 +1,175 @@
+"""Firewall (roles/firewall) on every host: policy, reachability, listeners.
+
+The declared port matrix is `firewall_group_rules` (plus `firewall_extra_rules`)
+from the inventory: a host gets the rules of `all` and of each of its groups.
+From one host of each allowed group a TCP connect must get through (open or
+refused); from a host in none of the allowed groups it must be filtered (the
+connect times out). Every non-loopback listening socket must be declared.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+pytestmark = pytest.mark.groups("all")
+
+PROBE_TIMEOUT = 3
+
+
+def _name(host) -> str:
+    return host.backend.get_hostname()
+
+
+def _var(inventory, name, key, default):
+    value = inventory.hostvars(name).get(key, default)
+    # ansible-inventory does not render templates: a templated value cannot
+    # be read here, fall back to the role default.
+    if isinstance(value, str) and "{{" in value:
+        return default
+    return value
+
+
+def _rules(inventory, name) -> list[dict]:
+    group_rules = _var(inventory, name, "firewall_group_rules", {}) or {}
+    groups = inventory.groups_of(name) | {"all"}
+    rules = []
+    for group, items in group_rules.items():
+        if group in groups:
+            rules.extend(items or [])
+    rules.extend(_var(inventory, name, "firewall_extra_rules", []) or [])
+    return rules
+
+
+def _ports(rule) -> tuple[int, int]:
+    low, _, high = str(rule["port"]).partition(":")
+    return int(low), int(high or low)
+
+
+def _in_cidrs(address: str, cidrs) -> bool:
+    addr = ipaddress.ip_address(address)
+    return any(addr in ipaddress.ip_network(str(c), strict=False) for c in cidrs)
+
+
+def probe(src, address: str, port: int) -> str:
+    """TCP connect from host `src`: 'open', 'refused' or 'filtered'."""
+    cmd = src.run(f"timeout {PROBE_TIMEOUT} bash -c '</dev/tcp/{address}/{port}'")
+    if cmd.rc == 0:
+        return "open"
+    if cmd.rc == 124:
+        return "filtered"
+    if "refused" in cmd.stderr:
+        return "refused"
+    return f"error rc={cmd.rc}: {cmd.stderr.strip()}"
+
+
+def test_ufw_active_default_deny(host):
+    with host.sudo():
+        out = host.check_output("ufw status verbose")
+    assert "Status: active" in out
+    assert "deny (incoming)" in out
+    assert "deny (routed)" in out
+
+
+def test_ssh_reachable_from_a_peer(host, inventory, peer):
+    name = _name(host)
+    sources = _var(inventory, name, "firewall_ssh_sources", ["any"])
+    port = int(_var(inventory, name, "firewall_ssh_port", 22))
+    address = inventory.address(name)
+    for other in inventory.all_hosts():
+        if other == name:
+            continue
+        other_addr = inventory.address(other)
+        if "any" in sources or _in_cidrs(other_addr, [s for s in sources if s != "any"]):
+            assert probe(peer(other), address, port) == "open", f"SSH from {other}"
+            return
+    pytest.skip("no peer inside firewall_ssh_sources")
+
+
+def test_reachability_matrix(host, inventory, peer):
+    """For each declared TCP port: allowed groups get through, others do not."""
+    name = _name(host)
+    address = inventory.address(name)
+    everyone = [h for h in inventory.all_hosts() if h != name]
+    # Union of the sources of all rules per port.
+    ports: dict[int, dict] = {}
+    for rule in _rules(inventory, name):
+        if rule.get("proto", "tcp") != "tcp":
+            continue  # a /dev/tcp connect cannot tell UDP filtered from open
+        port = _ports(rule)[0]
+        entry = ports.setdefault(port, {"groups": set(), "cidrs": [], "any": False})
+        entry["groups"] |= set(rule.get("from_groups", []))
+        entry["cidrs"] += list(rule.get("from_cidrs", []))
+        entry["any"] |= bool(rule.get("from_any"))
+
+    problems = []
+    checked = 0
+    for port, src in sorted(ports.items()):
+        allowed_hosts = set()
+        for group in src["groups"]:
+            allowed_hosts |= set(inventory.hosts_in(group))
+        # One host of each allowed group must get through.
+        for group in sorted(src["groups"]):
+            candidates = [h for h in inventory.hosts_in(group) if h != name]
+            if not candidates:
+                continue
+            result = probe(peer(candidates[0]), address, port)
+            checked += 1
+            if result not in ("open", "refused"):
+                problems.append(f"{port}/tcp from {candidates[0]} ({group}, allowed): {result}")
+        if src["any"]:
+            continue
+        # One host of each group with no allowed host must be filtered.
+        denied = [
+            h for h in everyone
+            if h not in allowed_hosts and not _in_cidrs(inventory.address(h), src["cidrs"])
+        ]
+        seen_groups = set()
+        for other in denied:
+            key = frozenset(inventory.groups_of(other) - {"all", "ungrouped"})
+            if key in seen_groups:
+                continue
+            seen_groups.add(key)
+            result = probe(peer(other), address, port)
+            checked += 1
+            if result != "filtered":
+                problems.append(f"{port}/tcp from {other} (not allowed): {result}")
+    if not ports:
+        pytest.skip(f"no TCP rules declared for {name}")
+    assert not problems, f"{checked} probes, unexpected:\n" + "\n".join(problems)
+
+
+def test_no_unexpected_listening_ports(host, inventory):
+    """Every socket listening outside loopback is declared."""
+    name = _name(host)
+    declared: set[tuple[str, int]] = set()
+    declared.add(("tcp", int(_var(inventory, name, "firewall_ssh_port", 22))))
+    for rule in _rules(inventory, name):
+        low, high = _ports(rule)
+        for port in range(low, high + 1):
+            declared.add((rule.get("proto", "tcp"), port))
+    for item in _var(inventory, name, "firewall_unexposed_listen_ports", []) or []:
+        port, _, proto = str(item).partition("/")
+        declared.add((proto or "tcp", int(port)))
+
+    unexpected = []
+    for line in host.check_output("ss -H -tuln").splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        proto, local = fields[0], fields[4]
+        addr, _, port = local.rpartition(":")
+        addr = addr.strip("[]").split("%")[0]
+        if addr not in ("*", "0.0.0.0", "::"):
+            try:
+                if ipaddress.ip_address(addr).is_loopback:
+                    continue
+            except ValueError:
+                pass
+        if (proto, int(port)) not in declared:
+            unexpected.append(line.strip())
+    assert not unexpected, (
+        f"listening on {name} but not declared in firewall_group_rules/"
+        f"firewall_extra_rules/firewall_unexposed_listen_ports:\n" + "\n".join(unexpected)
+    )
