@@ -142,10 +142,34 @@ activate_venv() {
   export ANSIBLE_CONFIG="${PROJECT_ROOT}/ansible.cfg"
 }
 
+ensure_lab_kernel() {
+  # The lab's hosts are containers sharing this machine's kernel, whose
+  # kernel-wide sysctls they cannot set (/proc/sys is read-only inside). Set
+  # here, on the shared kernel, exactly what the hardening role applies on a
+  # real host (read from its defaults: one source), plus what OpenSearch
+  # needs. Per-network-namespace ones (net.ipv4.conf.*, ...) are set per
+  # container at creation instead (.config/molecule/config.yml).
+  local name value cur
+  while IFS='=' read -r name value; do
+    cur="$(sysctl -n "$name" 2>/dev/null)" || { log "lab kernel: ${name} does not exist here, skipped"; continue; }
+    [ "$cur" = "$value" ] && continue
+    sysctl -q -w "${name}=${value}" >/dev/null 2>&1 || log "lab kernel: could not set ${name}=${value} (left at ${cur})"
+  done < <("${VENV}/bin/python" - "${PROJECT_ROOT}/roles/hardening/defaults/main.yml" <<'PY'
+import sys, yaml
+for s in yaml.safe_load(open(sys.argv[1])).get("hardening_sysctl_settings", []):
+    if not s["name"].startswith(("net.ipv4.conf.", "net.ipv6.conf.", "net.ipv4.tcp_", "net.ipv4.icmp_")):
+        print(f"{s['name']}={s['value']}")
+PY
+)
+  cur="$(sysctl -n vm.max_map_count)"
+  if [ "$cur" -lt 262144 ]; then sysctl -q -w vm.max_map_count=262144; fi
+}
+
 bootstrap_all() {
   ensure_host_packages
   ensure_dockerd
   ensure_venv
   ensure_base_image
   activate_venv
+  ensure_lab_kernel
 }
