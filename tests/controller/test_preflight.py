@@ -112,6 +112,47 @@ def _wrong_type(inv):
     _vars(inv)["validate_inventory_min_cluster_managers"] = "three"
 
 
+def _admin_without_key(inv):
+    _vars(inv)["baseline_admin_users"] = [{"name": "alice", "ssh_keys": []}]
+
+
+def _firewall_rules(inv, rule):
+    _vars(inv)["firewall_group_rules"] = {"opensearch": [rule]}
+
+
+def _firewall_invalid_port(inv):
+    _firewall_rules(inv, {"port": 70000, "proto": "tcp", "from_groups": ["app_servers"]})
+
+
+def _firewall_invalid_cidr(inv):
+    _firewall_rules(inv, {"port": 9200, "proto": "tcp", "from_cidrs": ["10.0.0.0/33"]})
+
+
+def _firewall_unknown_group(inv):
+    _firewall_rules(inv, {"port": 9200, "proto": "tcp", "from_groups": ["app_server"]})
+
+
+def _firewall_unknown_group_key(inv):
+    _vars(inv)["firewall_group_rules"] = {"opensearch_nodes": [
+        {"port": 9200, "proto": "tcp", "from_groups": ["app_servers"]}]}
+
+
+def _ssh_disabled_with_ufw(inv):
+    _vars(inv)["firewall_ssh_enabled"] = False
+
+
+def _weak_rsa_host_key(inv):
+    _vars(inv)["hardening_ssh_rsa_key_bits"] = 2048
+
+
+def _empty_kex(inv):
+    _vars(inv)["hardening_ssh_kex_algorithms"] = []
+
+
+def _bad_fail2ban_type(inv):
+    _vars(inv)["fail2ban_maxretry"] = "many"
+
+
 # (case id, mutation, regex the failure output must contain)
 CASES = [
     ("missing-group", _missing_group, r"Group 'app_servers' is missing or empty"),
@@ -126,6 +167,15 @@ CASES = [
     ("unsupported-os", _unsupported_os, r"runs Debian 12.*does not support"),
     ("zone-not-a-string", _bad_zone_type, r"'zone' and 'site' must be non-empty strings"),
     ("wrong-variable-type", _wrong_type, r"validate_inventory_min_cluster_managers"),
+    ("admin-user-without-key", _admin_without_key, r"user 'alice' has no usable ssh_keys"),
+    ("firewall-invalid-port", _firewall_invalid_port, r"port 70000 is invalid"),
+    ("firewall-invalid-cidr", _firewall_invalid_cidr, r"'10\.0\.0\.0/33' is not a valid IPv4/IPv6 address or CIDR"),
+    ("firewall-unknown-group", _firewall_unknown_group, r"from_groups names unknown group 'app_server'"),
+    ("firewall-unknown-group-key", _firewall_unknown_group_key, r"unknown group key\(s\): \['opensearch_nodes'\]"),
+    ("ssh-disabled-while-ufw-on", _ssh_disabled_with_ufw, r"firewall_ssh_enabled is false while firewall_enabled is true"),
+    ("weak-rsa-host-key", _weak_rsa_host_key, r"hardening_ssh_rsa_key_bits: 2048 is too small"),
+    ("empty-kex-list", _empty_kex, r"an empty list would leave sshd with no usable algorithm"),
+    ("fail2ban-wrong-type", _bad_fail2ban_type, r"fail2ban_maxretry"),
 ]
 
 
