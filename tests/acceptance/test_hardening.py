@@ -1,0 +1,133 @@
+"""Acceptance: role hardening on every host of any inventory.
+
+ssh-audit runs from the controller (pip package ssh-audit in the venv) against
+each host's `private_address` port 22; Lynis runs on the host when installed.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.groups("all")
+
+POLICY = "Hardened Debian 12 (version 3)"
+CONTAINER_TYPES = ("docker", "container", "podman", "lxc")
+LYNIS_MIN_INDEX = int(os.environ.get("LYNIS_MIN_INDEX", "90"))
+
+
+def _in_container(host):
+    f = host.ansible("setup", "gather_subset=!all,virtual")["ansible_facts"]
+    return f.get("ansible_virtualization_role") == "guest" and f.get("ansible_virtualization_type") in CONTAINER_TYPES
+
+
+@pytest.fixture(scope="module")
+def sshd_t(host):
+    with host.sudo():
+        out = host.check_output("/usr/sbin/sshd -T -C user=nobody,host=client.example,addr=192.0.2.10")
+    settings = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        settings.setdefault(key, value)
+    return settings
+
+
+@pytest.mark.parametrize("key,value", [
+    ("permitrootlogin", "no"),
+    ("passwordauthentication", "no"),
+    ("kbdinteractiveauthentication", "no"),
+    ("pubkeyauthentication", "yes"),
+    ("permitemptypasswords", "no"),
+    ("x11forwarding", "no"),
+    ("allowagentforwarding", "no"),
+    ("compression", "no"),
+    ("loglevel", "VERBOSE"),
+])
+def test_sshd_settings(sshd_t, key, value):
+    assert sshd_t.get(key) == value
+
+
+def test_no_weak_host_keys(host):
+    with host.sudo():
+        assert not host.file("/etc/ssh/ssh_host_ecdsa_key").exists
+        assert not host.file("/etc/ssh/ssh_host_dsa_key").exists
+        bits = int(host.check_output("ssh-keygen -lf /etc/ssh/ssh_host_rsa_key.pub").split()[0])
+    assert bits >= 3072
+
+
+def test_ssh_audit_policy(host, inventory):
+    exe = shutil.which("ssh-audit")
+    if exe is None:
+        pytest.skip("ssh-audit is not installed on the controller (pip install ssh-audit)")
+    hv = inventory.hostvars(host.backend.get_hostname())
+    address = hv.get("private_address") or hv.get("ansible_host")
+    if not address:
+        pytest.skip("host has no private_address in the inventory")
+    port = str(hv.get("hardening_ssh_port", 22))
+    proc = subprocess.run([exe, "-P", POLICY, "-p", port, address], capture_output=True, text=True, timeout=180)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_sysctl(host):
+    with host.sudo():
+        conf = host.file("/etc/sysctl.d/90-hardening.conf")
+        assert conf.exists
+        fact = host.file("/etc/ansible/facts.d/hardening_sysctl.fact")
+        status = json.loads(fact.content_string) if fact.exists else {}
+    if _in_container(host):
+        print("sysctl controls NOT applied (container):", ", ".join(status.get("not_applied", [])))
+        assert status.get("applied_by_role") == []
+        return
+    assert host.sysctl("net.ipv4.tcp_syncookies") == 1
+    assert host.sysctl("kernel.kptr_restrict") == 2
+    assert host.sysctl("fs.suid_dumpable") == 0
+
+
+def test_module_blacklist(host):
+    c = host.file("/etc/modprobe.d/hardening-blacklist.conf").content_string
+    for module in ("cramfs", "usb-storage", "dccp", "sctp"):
+        assert re.search(rf"^install {module} /bin/(true|false)$", c, re.M), module
+
+
+def test_auditd(host):
+    if not host.package("auditd").is_installed:
+        pytest.skip("auditd not installed (hardening_auditd_enabled is false)")
+    with host.sudo():
+        assert host.file("/etc/audit/rules.d/50-hardening.rules").exists
+    if _in_container(host):
+        pytest.skip("auditd cannot run in a container (kernel audit belongs to the initial PID namespace)")
+    assert host.service("auditd").is_running
+
+
+def test_pam_and_login_defs(host):
+    assert "pam_faillock.so" in host.file("/etc/pam.d/common-auth").content_string
+    assert "pam_pwquality.so" in host.file("/etc/pam.d/common-password").content_string
+    defs = host.file("/etc/login.defs").content_string
+    assert re.search(r"^PASS_MAX_DAYS\s+\d+$", defs, re.M)
+    assert re.search(r"^UMASK\s+0?27$", defs, re.M)
+
+
+def test_permissions(host):
+    assert host.file("/etc/shadow").mode == 0o640
+    with host.sudo():
+        assert host.file("/etc/ssh/sshd_config").mode == 0o600
+
+
+def test_banner(host):
+    assert host.file("/etc/issue.net").size > 0
+
+
+def test_lynis_index(host):
+    if not host.exists("lynis"):
+        pytest.skip("lynis is not installed on this host (apt install lynis to measure)")
+    with host.sudo():
+        out = host.check_output("lynis audit system --quick --no-colors 2>/dev/null")
+    m = re.search(r"Hardening index : (\d+)", out)
+    assert m, out[-2000:]
+    index = int(m.group(1))
+    print(f"LYNIS {host.backend.get_hostname()}: hardening index {index}")
+    assert index >= LYNIS_MIN_INDEX
