@@ -78,6 +78,11 @@ def test_admin_users(host, inventory):
         assert "NOPASSWD: ALL" in sudoers.content_string
         keys = host.file(f"/home/{name}/.ssh/authorized_keys").content_string
         for key in user["ssh_keys"]:
+            if "{{" in key:
+                # ansible-inventory returns templates unrendered (the lab's key
+                # is "{{ lab_admin_ssh_public_key }}"); that key is proven by
+                # every SSH login of this suite.
+                continue
             assert key.split()[1] in keys, f"{name}: key missing"
     host.run_expect([0], "visudo -c")
 

@@ -14,6 +14,7 @@ import re
 import time
 
 import pytest
+from netprobe import tcp_probe
 
 pytestmark = pytest.mark.groups("all")
 
@@ -59,15 +60,6 @@ def ignored(host) -> list:
 def source_address(src, target_address: str) -> str:
     out = src.check_output(f"ip -o route get {target_address}")
     return re.search(r"\bsrc (\S+)", out).group(1)
-
-
-def ssh_port_state(src, address: str, port: int) -> str:
-    cmd = src.run(f"timeout 3 bash -c '</dev/tcp/{address}/{port}'")
-    if cmd.rc == 0:
-        return "open"
-    if cmd.rc == 124:
-        return "filtered"
-    return "refused" if "refused" in cmd.stderr else f"error {cmd.stderr.strip()}"
 
 
 def failed_login(src, address: str, port: int) -> None:
@@ -134,7 +126,7 @@ def test_attacker_banned_then_unbanned(host, inventory, peer):
 
         # fail2ban lists the ban before its action (the UFW rule) has run.
         deadline = time.monotonic() + 15
-        while (state := ssh_port_state(attacker, address, port)) == "open":
+        while (state := tcp_probe(attacker, address, port)) == "open":
             assert time.monotonic() < deadline, "banned attacker still gets through"
             time.sleep(1)
         assert state in ("refused", "filtered"), f"banned attacker gets {state}"
@@ -149,7 +141,7 @@ def test_attacker_banned_then_unbanned(host, inventory, peer):
             assert time.monotonic() < deadline, f"still banned {ban_seconds + 20} s later"
             time.sleep(1)
         deadline = time.monotonic() + 40  # the SSH rate limit window, at worst
-        while ssh_port_state(attacker, address, port) != "open":
+        while tcp_probe(attacker, address, port) != "open":
             assert time.monotonic() < deadline, "SSH not reachable again after the unban"
             time.sleep(2)
     finally:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from netprobe import tcp_probe
 
 pytestmark = pytest.mark.groups("all")
-
-PROBE_TIMEOUT = 3
-
 
 def _name(host) -> str:
     return host.backend.get_hostname()
@@ -52,18 +50,6 @@ def _in_cidrs(address: str, cidrs) -> bool:
     return any(addr in ipaddress.ip_network(str(c), strict=False) for c in cidrs)
 
 
-def probe(src, address: str, port: int) -> str:
-    """TCP connect from host `src`: 'open', 'refused' or 'filtered'."""
-    cmd = src.run(f"timeout {PROBE_TIMEOUT} bash -c '</dev/tcp/{address}/{port}'")
-    if cmd.rc == 0:
-        return "open"
-    if cmd.rc == 124:
-        return "filtered"
-    if "refused" in cmd.stderr:
-        return "refused"
-    return f"error rc={cmd.rc}: {cmd.stderr.strip()}"
-
-
 def test_ufw_active_default_deny(host):
     with host.sudo():
         out = host.check_output("ufw status verbose")
@@ -82,7 +68,7 @@ def test_ssh_reachable_from_a_peer(host, inventory, peer):
             continue
         other_addr = inventory.address(other)
         if "any" in sources or _in_cidrs(other_addr, [s for s in sources if s != "any"]):
-            assert probe(peer(other), address, port) == "open", f"SSH from {other}"
+            assert tcp_probe(peer(other), address, port) == "open", f"SSH from {other}"
             return
     pytest.skip("no peer inside firewall_ssh_sources")
 
@@ -114,7 +100,7 @@ def test_reachability_matrix(host, inventory, peer):
             candidates = [h for h in inventory.hosts_in(group) if h != name]
             if not candidates:
                 continue
-            result = probe(peer(candidates[0]), address, port)
+            result = tcp_probe(peer(candidates[0]), address, port)
             checked += 1
             if result not in ("open", "refused"):
                 problems.append(f"{port}/tcp from {candidates[0]} ({group}, allowed): {result}")
@@ -131,7 +117,7 @@ def test_reachability_matrix(host, inventory, peer):
             if key in seen_groups:
                 continue
             seen_groups.add(key)
-            result = probe(peer(other), address, port)
+            result = tcp_probe(peer(other), address, port)
             checked += 1
             if result != "filtered":
                 problems.append(f"{port}/tcp from {other} (not allowed): {result}")
