@@ -4,20 +4,9 @@ Run: pytest --hosts=ansible://all --ansible-inventory=inventories/<env> tests/ac
 """
 
 import pytest
+from hostinfo import in_container
 
 pytestmark = pytest.mark.groups("all")
-
-CONTAINER_TYPES = ("docker", "container", "podman", "lxc")
-
-
-def _facts(host):
-    return host.ansible("setup", "gather_subset=!all,virtual")["ansible_facts"]
-
-
-def _in_container(host):
-    f = _facts(host)
-    return f.get("ansible_virtualization_role") == "guest" and f.get("ansible_virtualization_type") in CONTAINER_TYPES
-
 
 def _hostvars(host, inventory):
     return inventory.hostvars(host.backend.get_hostname())
@@ -32,7 +21,7 @@ def test_time_sync(host):
     chrony = host.service("chrony")
     assert chrony.is_enabled
     assert chrony.is_running
-    if _in_container(host):
+    if in_container(host):
         # The clock is the host kernel's: chronyd must not set it.
         assert " -x" in host.check_output("ps -o args= -C chronyd")
         return

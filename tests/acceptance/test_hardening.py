@@ -11,11 +11,11 @@ import shutil
 import subprocess
 
 import pytest
+from hostinfo import in_container
 
 pytestmark = pytest.mark.groups("all")
 
 POLICY = "Hardened Debian 12 (version 3)"
-CONTAINER_TYPES = ("docker", "container", "podman", "lxc")
 # The platform's target (issue #3) for a converged host.
 LYNIS_TARGET_INDEX = int(os.environ.get("LYNIS_TARGET_INDEX", "90"))
 # What a converged lab container reaches today (84 measured 2026-11-22): a
@@ -23,11 +23,6 @@ LYNIS_TARGET_INDEX = int(os.environ.get("LYNIS_TARGET_INDEX", "90"))
 # the test is reported as an expected failure that names the gap, so the
 # unmet target stays visible in every run instead of being lowered.
 LYNIS_FLOOR_INDEX = int(os.environ.get("LYNIS_FLOOR_INDEX", "82"))
-
-
-def _in_container(host):
-    f = host.ansible("setup", "gather_subset=!all,virtual")["ansible_facts"]
-    return f.get("ansible_virtualization_role") == "guest" and f.get("ansible_virtualization_type") in CONTAINER_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +79,7 @@ def test_sysctl(host):
         assert conf.exists
         fact = host.file("/etc/ansible/facts.d/hardening_sysctl.fact")
         status = json.loads(fact.content_string) if fact.exists else {}
-    if _in_container(host):
+    if in_container(host):
         print("sysctl controls NOT applied (container):", ", ".join(status.get("not_applied", [])))
         assert status.get("applied_by_role") == []
         return
@@ -104,7 +99,7 @@ def test_auditd(host):
         pytest.skip("auditd not installed (hardening_auditd_enabled is false)")
     with host.sudo():
         assert host.file("/etc/audit/rules.d/50-hardening.rules").exists
-    if _in_container(host):
+    if in_container(host):
         pytest.skip("auditd cannot run in a container (kernel audit belongs to the initial PID namespace)")
     assert host.service("auditd").is_running
 
