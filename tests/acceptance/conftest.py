@@ -33,6 +33,11 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "groups(*names): run only on hosts in one of these inventory groups ('all' = every host)"
     )
+    config.addinivalue_line(
+        "markers",
+        "disruptive: changes what peers can reach (bans, stopped services); scripts/test runs these "
+        "after the others, never beside a reachability test",
+    )
 
 
 def _inventory_path(config) -> str:

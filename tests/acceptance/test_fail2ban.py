@@ -76,6 +76,7 @@ def test_fail2ban_running_with_sshd_jail(host, inventory):
     assert "sshd" in f2b(host, "status")
 
 
+@pytest.mark.disruptive
 def test_attacker_banned_then_unbanned(host, inventory, peer):
     name = _name(host)
     if not inventory.tier_representative(name):
