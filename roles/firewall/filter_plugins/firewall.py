@@ -275,6 +275,53 @@ def firewall_stale_rules(current, desired, prefix):
     return stale
 
 
+def firewall_missing_rules(desired, current):
+    """Declared rules UFW does not hold yet.
+
+    A rule is held when UFW's record has a plain inbound rule with the same
+    action, port, protocol, source and comment. Only the missing ones are
+    passed to the ufw module, so a converged host costs no ufw call at all.
+    """
+    held = {(r["rule"], r["proto"], r["port"], r["from_ip"], r["comment"])
+            for r in current or [] if r["simple"] and r["to_ip"] == "any"}
+    return [r for r in desired or []
+            if (r["rule"], r["proto"], r["port"], r["from_ip"], r["comment"]) not in held]
+
+
+_POLICY_VALUE = {"allow": "ACCEPT", "deny": "DROP", "reject": "REJECT"}
+_POLICY_KEY = {"incoming": "DEFAULT_INPUT_POLICY", "outgoing": "DEFAULT_OUTPUT_POLICY",
+               "routed": "DEFAULT_FORWARD_POLICY"}
+
+
+def _shell_assignments(text):
+    """KEY=value / KEY="value" lines of a shell-style file (/etc/default/ufw)."""
+    out = {}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        out[key.strip()] = value.strip().strip('"').strip("'")
+    return out
+
+
+def firewall_policy_changes(policies, default_text, ufw_conf_text, logging):
+    """Default policies and logging level that differ from UFW's files.
+
+    policies: [{direction, policy}]; default_text: /etc/default/ufw;
+    ufw_conf_text: /etc/ufw/ufw.conf. Returns the policy items to set, plus
+    {"logging": level} when the level differs. Unreadable files mean
+    everything is set.
+    """
+    have = _shell_assignments(default_text)
+    out = [p for p in policies or []
+           if have.get(_POLICY_KEY[p["direction"]]) != _POLICY_VALUE[p["policy"]]]
+    level = {"on": "low"}.get(str(logging), str(logging))
+    if _shell_assignments(ufw_conf_text).get("LOGLEVEL") != level:
+        out.append({"logging": str(logging)})
+    return out
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -285,4 +332,6 @@ class FilterModule(object):
             "firewall_ssh_rules": firewall_ssh_rules,
             "firewall_parse_ufw_rules": firewall_parse_ufw_rules,
             "firewall_stale_rules": firewall_stale_rules,
+            "firewall_missing_rules": firewall_missing_rules,
+            "firewall_policy_changes": firewall_policy_changes,
         }
