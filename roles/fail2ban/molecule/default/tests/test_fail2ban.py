@@ -64,7 +64,7 @@ def test_service_and_config(host):
     assert "sshd" in status
     # the load-balancer jail is defined but off by default
     assert "lb-abuse" not in status
-    assert "[lb-abuse]" in host.file("/etc/fail2ban/jail.d/searchplat.local").content_string
+    assert "[lb-abuse]" in host.file("/etc/fail2ban/jail.local").content_string
     # jail.conf is untouched (only *.local files are written)
     assert "jail.conf" not in host.run("dpkg --verify fail2ban").stdout
 
