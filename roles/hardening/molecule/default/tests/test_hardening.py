@@ -242,6 +242,34 @@ def test_permissions(host, path, mode):
     assert f.mode == mode
 
 
+def test_login_shell_timeout_and_no_core_files(host):
+    text = host.file("/etc/profile.d/hardening.sh").content_string
+    assert "ulimit -c 0" in text
+    assert "TMOUT=900" in text and "readonly TMOUT" in text
+
+
+def test_proc_hides_other_users_processes(host):
+    assert "hidepid=invisible" in host.file("/proc/mounts").content_string
+    assert "hidepid=invisible" in host.file("/etc/fstab").content_string
+    seen = int(host.check_output("runuser -u nobody -- sh -c 'ls -d /proc/[0-9]* | wc -l'"))
+    assert seen <= 5, f"nobody sees {seen} processes"
+
+
+def test_malware_scanner_scheduled(host):
+    assert host.package("rkhunter").is_installed
+    assert host.file("/var/lib/rkhunter/db/rkhunter.dat").exists
+    assert host.service("rkhunter-check.timer").is_enabled
+    assert 'APT_AUTOGEN="true"' in host.file("/etc/default/rkhunter").content_string
+
+
+def test_compilers_restricted(host):
+    real = host.run("readlink -e /usr/bin/as").stdout.strip()
+    if not real:
+        pytest.skip("no assembler installed")
+    assert host.file(real).mode & 0o001 == 0, f"{real} is executable by others"
+    assert real in host.check_output("dpkg-statoverride --list")
+
+
 def test_home_dirs(host):
     for line in host.check_output("find /home -mindepth 1 -maxdepth 1 -type d").splitlines():
         assert host.file(line).mode & 0o027 == 0, line
@@ -250,6 +278,45 @@ def test_home_dirs(host):
 def test_core_dumps_disabled(host):
     assert "*    hard    core    0" in host.file("/etc/security/limits.d/10-hardening-coredump.conf").content_string
     assert "Storage=none" in host.file("/etc/systemd/coredump.conf.d/hardening.conf").content_string
+
+
+# --- integrity (AIDE) -----------------------------------------------------------
+
+AIDE_CHECK = "aide --config=/etc/aide/aide.conf --check"
+AIDE_REBASELINE = ("aide --config=/etc/aide/aide.conf --init >/dev/null"
+                   " && mv -f /var/lib/aide/aide.db.new /var/lib/aide/aide.db")
+
+
+def test_aide_config_scoped_with_sha512(host):
+    conf = host.file("/etc/aide/aide.conf")
+    assert conf.mode == 0o600
+    text = conf.content_string
+    assert "Checksums = sha512" in text
+    for path in ("/etc", "/usr/bin", "/usr/sbin", "/boot"):
+        assert f"\n{path} Content\n" in text, path
+    assert host.run("aide --config=/etc/aide/aide.conf --config-check").rc == 0
+
+
+def test_aide_scheduled_check(host):
+    assert host.service("aide-check.timer").is_enabled
+    assert host.service("aide-check.timer").is_running
+
+
+def test_aide_detects_a_planted_binary(host):
+    """The baseline matches the converged host; a file planted in a watched
+    directory is reported; the test then restores the host and its baseline."""
+    clean = host.run(AIDE_CHECK)
+    assert clean.rc == 0, clean.stdout[-3000:]
+    planted = "/usr/local/sbin/sp-integrity-probe"
+    host.run(f"printf '#!/bin/sh\\n' > {planted} && chmod 0755 {planted}")
+    try:
+        found = host.run(AIDE_CHECK)
+        assert found.rc & 1, f"rc {found.rc}: the new file was not reported"
+        assert planted in found.stdout
+    finally:
+        host.run(f"rm -f {planted}")
+        host.run(AIDE_REBASELINE)
+    assert host.run(AIDE_CHECK).rc == 0
 
 
 # --- services, banner --------------------------------------------------------
