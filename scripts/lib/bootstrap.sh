@@ -163,6 +163,14 @@ PY
 )
   cur="$(sysctl -n vm.max_map_count)"
   if [ "$cur" -lt 262144 ]; then sysctl -q -w vm.max_map_count=262144; fi
+  # New network namespaces (every container) start from the kernel's
+  # defaults, like a freshly booted host, instead of copying this machine's
+  # IPv4 settings (Docker turned forwarding on here). Setting
+  # net.ipv4.ip_forward per container instead would reset
+  # conf.all.accept_redirects to 1 whenever Docker happens to apply it last.
+  [ "$(sysctl -n net.core.devconf_inherit_init_net 2>/dev/null)" = 2 ] \
+    || sysctl -q -w net.core.devconf_inherit_init_net=2 >/dev/null 2>&1 \
+    || log "lab kernel: could not set net.core.devconf_inherit_init_net=2"
 }
 
 bootstrap_all() {

@@ -255,11 +255,10 @@ def test_proc_hides_other_users_processes(host):
     assert seen <= 5, f"nobody sees {seen} processes"
 
 
-def test_malware_scanner_scheduled(host):
-    assert host.package("rkhunter").is_installed
-    assert host.file("/var/lib/rkhunter/db/rkhunter.dat").exists
-    assert host.service("rkhunter-check.timer").is_enabled
-    assert 'APT_AUTOGEN="true"' in host.file("/etc/default/rkhunter").content_string
+def test_rootkit_scanner_scheduled(host):
+    assert host.package("chkrootkit").is_installed
+    assert 'RUN_DAILY="true"' in host.file("/etc/chkrootkit/chkrootkit.conf").content_string
+    assert host.service("chkrootkit.timer").is_enabled
 
 
 def test_compilers_restricted(host):
