@@ -47,7 +47,8 @@ apt_install() {
 
 ensure_host_packages() {
   need_root
-  apt_install docker.io debootstrap python3-venv openssh-client
+  # hey and testssl.sh: the load-balancer tests' client and TLS rater.
+  apt_install docker.io debootstrap python3-venv openssh-client hey testssl.sh
 }
 
 ensure_dockerd() {
