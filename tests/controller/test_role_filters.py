@@ -1,0 +1,59 @@
+"""Unit tests of the roles' own filter plugins (pure functions)."""
+
+import importlib.util
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _load(role, module):
+    path = ROOT / "roles" / role / "filter_plugins" / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(module, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+hf = _load("hardening", "hardening_filters")
+
+LOGIN_DEFS = """# comment
+#UMASK is the default umask
+UMASK\t\t022
+PASS_MAX_DAYS\t99999
+#SHA_CRYPT_MIN_ROUNDS 5000
+UMASK 077
+"""
+
+
+def test_set_keys_replaces_the_active_line_and_drops_duplicates():
+    out = hf.hardening_set_keys(LOGIN_DEFS, {"UMASK": "027"}, "\t")
+    assert out.count("UMASK\t027") == 1
+    assert "UMASK\t\t022" not in out and "UMASK 077" not in out
+    assert "#UMASK is the default umask" in out  # comments stay
+
+
+def test_set_keys_uncomments_or_appends():
+    out = hf.hardening_set_keys(LOGIN_DEFS, {"SHA_CRYPT_MIN_ROUNDS": 65536, "NEW_KEY": "x"}, "\t")
+    assert "SHA_CRYPT_MIN_ROUNDS\t65536" in out and "#SHA_CRYPT_MIN_ROUNDS" not in out
+    assert out.endswith("NEW_KEY\tx\n")
+
+
+def test_set_keys_is_idempotent():
+    once = hf.hardening_set_keys(LOGIN_DEFS, {"UMASK": "027", "PASS_MAX_DAYS": 365}, "\t")
+    assert hf.hardening_set_keys(once, {"UMASK": "027", "PASS_MAX_DAYS": 365}, "\t") == once
+
+
+def test_set_keys_does_not_match_a_longer_key():
+    out = hf.hardening_set_keys("max_log_file_action = ROTATE\n", {"max_log_file": 50})
+    assert out == "max_log_file_action = ROTATE\nmax_log_file = 50\n"
+
+
+def test_perm_drift_lists_only_existing_paths_that_differ():
+    entries = [
+        {"path": "/etc/passwd", "mode": "0644", "owner": "root", "group": "root"},
+        {"path": "/etc/shadow", "mode": "0640", "owner": "root", "group": "shadow"},
+        {"path": "/etc/crontab", "mode": "0600"},
+        {"path": "/boot/grub/grub.cfg", "mode": "0400"},
+    ]
+    stat = ["644 root root /etc/passwd", "640 root root /etc/shadow", "644 root root /etc/crontab"]
+    assert [e["path"] for e in hf.hardening_perm_drift(entries, stat)] == ["/etc/shadow", "/etc/crontab"]
