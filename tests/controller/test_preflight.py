@@ -38,6 +38,8 @@ def _host(address: str, **extra) -> dict:
             "private_address": address, **extra}
 
 
+# Four hosts: the three cluster managers and one host carrying the other
+# tiers (fewer hosts, faster cases; a host may be in several groups).
 VALID = {
     "all": {
         "vars": {
@@ -45,10 +47,10 @@ VALID = {
             "baseline_admin_users": [{"name": "deploy", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPreflightTestKey deploy@test"]}],
         },
         "children": {
-            "loadbalancers": {"hosts": {"lb1": _host("10.9.0.11"), "lb2": _host("10.9.0.12")}},
-            "app_servers": {"hosts": {"app1": _host("10.9.0.21")}},
+            "loadbalancers": {"hosts": {"svc1": _host("10.9.0.11")}},
+            "app_servers": {"hosts": {"svc1": {}}},
             "opensearch": {"hosts": {"os1": _host("10.9.0.31"), "os2": _host("10.9.0.32"), "os3": _host("10.9.0.33")}},
-            "monitoring": {"hosts": {"mon1": _host("10.9.0.41")}},
+            "monitoring": {"hosts": {"svc1": {}}},
         },
     }
 }
@@ -89,15 +91,15 @@ def _too_few_managers(inv):
 
 
 def _duplicate_address(inv):
-    _children(inv)["app_servers"]["hosts"]["app1"]["private_address"] = "10.9.0.31"
+    _children(inv)["loadbalancers"]["hosts"]["svc1"]["private_address"] = "10.9.0.31"
 
 
 def _invalid_address(inv):
-    _children(inv)["app_servers"]["hosts"]["app1"]["private_address"] = "10.9.0.300"
+    _children(inv)["loadbalancers"]["hosts"]["svc1"]["private_address"] = "10.9.0.300"
 
 
 def _missing_address(inv):
-    del _children(inv)["monitoring"]["hosts"]["mon1"]["private_address"]
+    del _children(inv)["opensearch"]["hosts"]["os2"]["private_address"]
 
 
 def _unsupported_os(inv):
@@ -105,7 +107,7 @@ def _unsupported_os(inv):
 
 
 def _bad_zone_type(inv):
-    _children(inv)["loadbalancers"]["hosts"]["lb1"]["zone"] = 7
+    _children(inv)["loadbalancers"]["hosts"]["svc1"]["zone"] = 7
 
 
 def _wrong_type(inv):
@@ -162,8 +164,8 @@ CASES = [
     ("even-managers-child-group", _even_managers_child_group, r"has 2 cluster-manager-eligible node\(s\)"),
     ("too-few-cluster-managers", _too_few_managers, r"has 1 cluster-manager-eligible node\(s\).*at least 3"),
     ("duplicate-private-address", _duplicate_address, r"used by more than one host: 10\.9\.0\.31"),
-    ("invalid-private-address", _invalid_address, r"Host app1 has no valid 'private_address' \(got 10\.9\.0\.300\)"),
-    ("missing-private-address", _missing_address, r"Host mon1 has no valid 'private_address'"),
+    ("invalid-private-address", _invalid_address, r"Host svc1 has no valid 'private_address' \(got 10\.9\.0\.300\)"),
+    ("missing-private-address", _missing_address, r"Host os2 has no valid 'private_address'"),
     ("unsupported-os", _unsupported_os, r"runs Debian 12.*does not support"),
     ("zone-not-a-string", _bad_zone_type, r"'zone' and 'site' must be non-empty strings"),
     ("wrong-variable-type", _wrong_type, r"validate_inventory_min_cluster_managers"),
