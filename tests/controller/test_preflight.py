@@ -45,6 +45,11 @@ VALID = {
         "vars": {
             "ansible_python_interpreter": "/usr/bin/python3",
             "baseline_admin_users": [{"name": "deploy", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPreflightTestKey deploy@test"]}],
+            "loadbalancer_engine": "haproxy",
+            "loadbalancer_server_names": ["search.test.internal"],
+            "loadbalancer_app_port": 8000,
+            "loadbalancer_app_health_path": "/ready",
+            "loadbalancer_stats_password": "preflight-test-only",
         },
         "children": {
             "loadbalancers": {"hosts": {"svc1": _host("10.9.0.11")}},
@@ -151,6 +156,22 @@ def _empty_kex(inv):
     _vars(inv)["hardening_ssh_kex_algorithms"] = []
 
 
+def _unknown_lb_engine(inv):
+    _vars(inv)["loadbalancer_engine"] = "traefik"
+
+
+def _lb_bad_rate(inv):
+    _vars(inv)["lb_haproxy_rate_limit_per_second"] = 0
+
+
+def _lb_no_app_servers(inv):
+    _children(inv)["app_servers"]["hosts"] = {}
+
+
+def _pki_long_validity(inv):
+    _vars(inv)["pki_cert_validity_days"] = 400
+
+
 def _bad_fail2ban_type(inv):
     _vars(inv)["fail2ban_maxretry"] = "many"
 
@@ -178,6 +199,10 @@ CASES = [
     ("weak-rsa-host-key", _weak_rsa_host_key, r"hardening_ssh_rsa_key_bits: 2048 is too small"),
     ("empty-kex-list", _empty_kex, r"an empty list would leave sshd with no usable algorithm"),
     ("fail2ban-wrong-type", _bad_fail2ban_type, r"fail2ban_maxretry"),
+    ("unknown-lb-engine", _unknown_lb_engine, r"loadbalancer_engine is 'traefik'; set it to nginx or haproxy"),
+    ("lb-invalid-rate", _lb_bad_rate, r"lb_haproxy_rate_limit_per_second"),
+    ("lb-no-app-servers", _lb_no_app_servers, r"Group 'app_servers' is missing or empty"),
+    ("certificate-validity-too-long", _pki_long_validity, r"pki_cert_validity_days"),
 ]
 
 

@@ -1,0 +1,327 @@
+"""Load balancers (roles/lb_nginx, roles/lb_haproxy, roles/pki) on every LB.
+
+Real clients: Python's TLS stack and sslyze from the controller, curl from a
+lab host (rate limits, private status pages), hey for bounded load. Upstreams
+are the app servers on their private address: the real app when it listens
+there, otherwise a placeholder (files/placeholder_app.py) that the session
+starts as a systemd unit on each app server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+pytestmark = pytest.mark.groups("loadbalancers")
+
+PLACEHOLDER_UNIT = "searchplat-placeholder-app"
+PLACEHOLDER_PATH = "/usr/local/lib/searchplat-tests/placeholder_app.py"
+HERE = os.path.dirname(__file__)
+
+
+def _name(host) -> str:
+    return host.backend.get_hostname()
+
+
+def _lbvar(inventory, name, key, default=None):
+    return inventory.hostvars(name).get(key, default)
+
+
+# --- fixtures ----------------------------------------------------------------
+
+def _placeholder_running(app, address, port) -> bool:
+    return app.run(f"timeout 2 bash -c '</dev/tcp/{address}/{port}'").rc == 0
+
+
+@pytest.fixture(scope="session")
+def app_port(inventory) -> int:
+    lbs = inventory.hosts_in("loadbalancers")
+    return int(_lbvar(inventory, lbs[0], "loadbalancer_app_port", 8000)) if lbs else 8000
+
+
+@pytest.fixture(scope="session")
+def upstreams(inventory, peer, app_port):
+    """{app server: address}; each serves app_port (placeholder if nothing does)."""
+    files = os.path.join(HERE, "files")
+    script = open(os.path.join(files, "placeholder_app.py")).read()
+    starter = open(os.path.join(files, "start_placeholder.sh")).read()
+    servers = {}
+    for name in inventory.hosts_in("app_servers"):
+        app, address = peer(name), inventory.address(name)
+        servers[name] = address
+        if _placeholder_running(app, address, app_port):
+            continue  # the real app, or the placeholder started by another worker
+        with app.sudo():
+            app.run_expect([0], f"install -d -m 0755 {os.path.dirname(PLACEHOLDER_PATH)} && "
+                                f"cat > {PLACEHOLDER_PATH} <<'PLACEHOLDER'\n{script}\nPLACEHOLDER\n"
+                                f"chmod 0755 {PLACEHOLDER_PATH}")
+            app.run_expect([0], f"sh -s {address} {app_port} {name} <<'STARTER'\n{starter}\nSTARTER")
+    assert servers, "no app_servers in the inventory"
+    return servers
+
+
+@pytest.fixture(scope="session")
+def lab_ca(inventory, peer):
+    """The CA certificate the LBs' certificates chain to, as a local file."""
+    lbs = inventory.hosts_in("loadbalancers")
+    pem = peer(lbs[0]).file("/etc/ssl/searchplat/ca.crt").content_string
+    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
+        f.write(pem)
+    yield f.name
+    os.unlink(f.name)
+
+
+@pytest.fixture
+def lb(host, inventory, upstreams, lab_ca):
+    name = _name(host)
+    names = _lbvar(inventory, name, "loadbalancer_server_names", []) or [name]
+    return {
+        "name": name,
+        "address": inventory.address(name),
+        "server_name": names[0],
+        "engine": _lbvar(inventory, name, "loadbalancer_engine"),
+        "ca": lab_ca,
+        "upstreams": upstreams,
+    }
+
+
+# --- a real HTTPS client (controller) -----------------------------------------
+
+def _tls_context(ca, minimum=None, maximum=None):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    if minimum:
+        ctx.minimum_version = minimum
+    if maximum:
+        ctx.maximum_version = maximum
+    return ctx
+
+
+def _get(lb, path="/", headers=None, method="GET", body=None):
+    """HTTP/1.1 over TLS to the LB's address with the public name as SNI/Host."""
+    ctx = _tls_context(lb["ca"])
+    ctx.set_alpn_protocols(["http/1.1"])
+    conn = http.client.HTTPSConnection(lb["address"], 443, context=ctx, timeout=15)
+    # SNI and certificate check against the public name, TCP to the address.
+    conn.sock = ctx.wrap_socket(socket.create_connection((lb["address"], 443), timeout=15),
+                                server_hostname=lb["server_name"])
+    hdrs = {"Host": lb["server_name"], **(headers or {})}
+    conn.request(method, path, body=body, headers=hdrs)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def _handshake(lb, minimum=None, maximum=None):
+    ctx = _tls_context(lb["ca"], minimum, maximum)
+    if maximum is not None and maximum < ssl.TLSVersion.TLSv1_2:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    with socket.create_connection((lb["address"], 443), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=lb["server_name"]) as tls:
+            return tls.version(), tls.selected_alpn_protocol()
+
+
+def test_https_through_the_load_balancer(lb):
+    status, headers, body = _get(lb, "/", headers={"X-Request-ID": "acceptance-req-1"})
+    assert status == 200, body[:300]
+    echo = json.loads(body)
+    assert echo["backend"] in lb["upstreams"], echo
+    assert echo["x_forwarded_proto"] == "https"
+    assert echo["x_forwarded_for"], "X-Forwarded-For not passed to the app"
+    assert echo["x_request_id"] == "acceptance-req-1"
+    # Without one from the client, the LB makes one up.
+    _, _, body = _get(lb, "/")
+    assert json.loads(body)["x_request_id"], "no X-Request-ID generated"
+
+
+def test_tls_versions_and_http2(lb):
+    version, alpn = _handshake(lb)
+    assert version == "TLSv1.3"
+    assert alpn == "h2", "HTTP/2 not negotiated"
+    version, _ = _handshake(lb, maximum=ssl.TLSVersion.TLSv1_2)
+    assert version == "TLSv1.2"
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        _handshake(lb, maximum=ssl.TLSVersion.TLSv1_1)
+
+
+def test_security_headers(lb):
+    _, headers, _ = _get(lb, "/")
+    assert re.match(r"max-age=\d{8,}", headers.get("strict-transport-security", ""))
+    assert headers.get("x-content-type-options") == "nosniff"
+    assert headers.get("x-frame-options", "").upper() in ("DENY", "SAMEORIGIN")
+    assert headers.get("referrer-policy")
+    assert headers.get("content-security-policy")
+    assert not re.search(r"\d", headers.get("server", "")), f"server version leaked: {headers.get('server')}"
+
+
+def test_http_redirects_to_https(lb):
+    conn = http.client.HTTPConnection(lb["address"], 80, timeout=10)
+    conn.request("GET", "/some/path?q=1", headers={"Host": lb["server_name"]})
+    resp = conn.getresponse()
+    assert resp.status in (301, 308)
+    assert resp.getheader("Location") == f"https://{lb['server_name']}/some/path?q=1"
+
+
+def test_body_size_limit(lb):
+    """A request announcing a body over the limit is refused before it is read."""
+    ctx = _tls_context(lb["ca"])
+    ctx.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection((lb["address"], 443), timeout=15) as raw:
+        with ctx.wrap_socket(raw, server_hostname=lb["server_name"]) as tls:
+            tls.sendall((f"POST /documents HTTP/1.1\r\nHost: {lb['server_name']}\r\n"
+                         "Content-Type: application/octet-stream\r\n"
+                         f"Content-Length: {1024 ** 3}\r\n\r\n").encode() + b"x" * 1024)
+            status_line = tls.recv(4096).split(b"\r\n", 1)[0].decode()
+    assert " 413 " in f"{status_line} ", status_line
+
+
+def test_sslyze_mozilla_intermediate_compliant(lb):
+    """sslyze checks the live endpoint against Mozilla's intermediate profile."""
+    target = f"{lb['server_name']}{{{lb['address']}}}:443"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate",
+         f"--certinfo_ca_file={lb['ca']}", target],
+        capture_output=True, text=True, timeout=600)
+    print(proc.stdout[-3000:])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "is compliant with Mozilla's intermediate configuration" in " ".join(proc.stdout.split())
+
+
+# --- from a lab host: rate limit, private pages -------------------------------
+
+def _curl(src, url, extra=""):
+    return src.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 {extra} '{url}'").stdout.strip()
+
+
+def test_rate_limit_answers_429(lb, inventory, peer):
+    """A client over its rate gets 429 (a lab host: limited like any client)."""
+    client = peer(inventory.hosts_in("app_servers")[0])
+    resolve = f"--resolve {lb['server_name']}:443:{lb['address']} -k"
+    url = f"https://{lb['server_name']}/"
+    out = client.run(
+        f"for i in $(seq 120); do curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 10 {resolve} "
+        f"'{url}' & done; wait").stdout.split()
+    assert "429" in out, f"no 429 among {len(out)} fast requests: {sorted(set(out))}"
+    assert "200" in out, "every request was refused"
+
+
+def _stats_password(inventory, name):
+    """The stats password; a `{{ vault_x }}` indirection is looked up (lab secrets)."""
+    hv = inventory.hostvars(name)
+    value = str(hv.get("loadbalancer_stats_password", ""))
+    m = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", value)
+    return str(hv.get(m.group(1), "")) if m else value
+
+
+def test_status_pages_private_and_authenticated(lb, inventory, peer):
+    monitor = peer(inventory.hosts_in("monitoring")[0])
+    private = f"http://{lb['address']}:8404/metrics"
+    assert _curl(monitor, private) == "401"
+    password = _stats_password(inventory, lb["name"])
+    assert password and "{{" not in password, "stats password not found in the inventory"
+    metrics = monitor.run(f"curl -sf --max-time 10 -u 'stats:{password}' '{private}'")
+    assert metrics.rc == 0, metrics.stderr
+    assert re.search(r"^(nginx|haproxy)_\w+", metrics.stdout, re.M), metrics.stdout[:500]
+    # Nothing of it on the public listener (what answers there is the app).
+    for path in ("/metrics", "/stub_status", "/stats"):
+        _, _, body = _get(lb, path)
+        text = body.decode(errors="replace")
+        assert not re.search(r"^(nginx|haproxy)_\w+|Active connections|Statistics Report", text, re.M), path
+
+
+def test_json_access_log(host, lb):
+    _get(lb, "/log-probe", headers={"X-Request-ID": "acceptance-log-probe"})
+    time.sleep(1)
+    with host.sudo():
+        if lb["engine"] == "nginx":
+            out = host.check_output("grep -h acceptance-log-probe /var/log/nginx/access.json.log | tail -n1")
+        else:
+            out = host.check_output("journalctl -u haproxy --since -5min -o cat | grep acceptance-log-probe | tail -n1")
+    record = json.loads(out[out.index("{"):])
+    assert "acceptance-log-probe" in json.dumps(record)
+
+
+# --- bounded load: failover and reload ------------------------------------------
+
+def _start_hey(lb, seconds, rate_per_worker=20, workers=5):
+    """Bounded load from the controller: at most seconds x workers x rate requests."""
+    exe = shutil.which("hey")
+    if exe is None:
+        pytest.skip("hey is not installed on the controller (scripts/lib/bootstrap.sh installs it)")
+    return subprocess.Popen(
+        [exe, "-z", f"{seconds}s", "-c", str(workers), "-q", str(rate_per_worker), "-t", "10",
+         "-host", lb["server_name"], f"https://{lb['address']}/"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _hey_result(proc, stop=False):
+    """Status code counts and the error summary; stop=True ends the load now (SIGINT)."""
+    if stop and proc.poll() is None:
+        proc.send_signal(2)
+    out = proc.communicate(timeout=120)[0]
+    codes = {int(code): int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    errors = re.search(r"Error distribution:(.*)", out, re.S)
+    return codes, (errors.group(1).strip() if errors else ""), out
+
+
+@pytest.mark.disruptive
+def test_failover_loses_no_request(lb, peer, inventory):
+    """One of the app servers stops and comes back under load: zero failures."""
+    victim = sorted(lb["upstreams"])[1 % len(lb["upstreams"])]
+    app = peer(victim)
+    unit = PLACEHOLDER_UNIT if app.service(PLACEHOLDER_UNIT).is_running else "searchplat-app"
+    load = _start_hey(lb, 25)
+    time.sleep(5)
+    with app.sudo():
+        app.run_expect([0], f"systemctl stop {unit}")
+        time.sleep(8)
+        app.run_expect([0], f"systemctl start {unit}")
+    codes, errors, out = _hey_result(load)
+    assert codes and set(codes) == {200}, out
+    assert not errors, out
+    # The returning server gets traffic again (health checks bring it back).
+    deadline, seen = time.time() + 30, set()
+    while victim not in seen and time.time() < deadline:
+        seen.add(json.loads(_get(lb, "/")[2])["backend"])
+    assert victim in seen, f"{victim} received no traffic after it came back (saw {seen})"
+
+
+@pytest.mark.disruptive
+def test_reload_under_load_loses_no_request(lb, app_port):
+    """Changing the upstream list (an Ansible run, applied by reload) under load."""
+    root = os.path.abspath(os.path.join(HERE, "..", ".."))
+    inventory_path = os.environ.get("ANSIBLE_INVENTORY") or os.path.join(root, "inventories", "lab")
+    var = f"lb_{lb['engine']}_upstream_servers"
+    first = sorted(lb["upstreams"])[0]
+    fewer = [{"name": first, "address": lb["upstreams"][first], "port": app_port}]
+
+    def converge(extra):
+        return subprocess.run(
+            ["ansible-playbook", "-i", inventory_path, "playbooks/loadbalancers.yml",
+             "--limit", lb["name"], "--tags", f"lb_{lb['engine']}", *extra],
+            cwd=root, capture_output=True, text=True, timeout=900)
+
+    load = _start_hey(lb, 600)
+    time.sleep(3)
+    shrink = converge(["-e", json.dumps({var: fewer})])
+    restore = converge([])
+    time.sleep(3)
+    codes, errors, out = _hey_result(load, stop=True)
+    assert shrink.returncode == 0, shrink.stdout[-3000:]
+    assert restore.returncode == 0, restore.stdout[-3000:]
+    assert re.search(r"changed=[1-9]", shrink.stdout), "the upstream change was not applied"
+    assert re.search(r"changed=[1-9]", restore.stdout), "the upstream list was not restored"
+    assert codes and set(codes) == {200}, out
+    assert not errors, out
