@@ -372,6 +372,7 @@ def test_sslyze_mozilla_intermediate(ip, ca_file):
             "--certinfo_ca_file", ca_file, "%s:443{%s}" % (NAME, ip), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "%s:443: OK - Compliant." % NAME in r.stdout
+    assert re.search(r"Supported curves:\s+X25519, secp256r1, secp384r1\n", r.stdout), r.stdout
 
 
 def test_json_access_log(host, ip, ca_file):
