@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Handler(BaseHTTPRequestHandler):
     server_version = "placeholder"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each
+    # response waits ~40 ms for the client's delayed ACK (Nagle).
+    disable_nagle_algorithm = True
 
     def _answer(self, body: bool) -> None:
         payload = json.dumps({
