@@ -22,6 +22,7 @@ import tempfile
 import time
 
 import pytest
+from netprobe import tcp_probe
 
 pytestmark = pytest.mark.groups("loadbalancers")
 
@@ -40,10 +41,6 @@ def _lbvar(inventory, name, key, default=None):
 
 # --- fixtures ----------------------------------------------------------------
 
-def _placeholder_running(app, address, port) -> bool:
-    return app.run(f"timeout 2 bash -c '</dev/tcp/{address}/{port}'").rc == 0
-
-
 @pytest.fixture(scope="session")
 def app_port(inventory) -> int:
     lbs = inventory.hosts_in("loadbalancers")
@@ -60,7 +57,7 @@ def upstreams(inventory, peer, app_port):
     for name in inventory.hosts_in("app_servers"):
         app, address = peer(name), inventory.address(name)
         servers[name] = address
-        if _placeholder_running(app, address, app_port):
+        if tcp_probe(app, address, app_port, timeout=2) == "open":
             continue  # the real app, or the placeholder started by another worker
         with app.sudo():
             app.run_expect([0], f"install -d -m 0755 {os.path.dirname(PLACEHOLDER_PATH)} && "
