@@ -83,19 +83,22 @@ def test_attacker_is_banned_then_unbanned(host, attacker):
     assert attacker_ip not in banned(host), "attacker banned before the test"
     assert ssh_port_state(attacker, target_ip) == "open"
 
-    # Fail logins until banned (maxretry 3), at most 60 s.
-    deadline = time.monotonic() + 60
+    # Fail logins until banned (maxretry 3). The deadlines below are generous
+    # because CI runs this beside the lab's converge on two loaded cores
+    # (journal reading and every ufw call slow down several-fold); they cost
+    # nothing when things go well.
+    deadline = time.monotonic() + 120
     while attacker_ip not in banned(host):
-        assert time.monotonic() < deadline, "attacker not banned within 60 s"
+        assert time.monotonic() < deadline, "attacker not banned within 120 s"
         failed_login(attacker, target_ip)
         time.sleep(0.5)
 
     # The ban is a UFW rule (fail2ban lists the ban before its action has
     # run: wait for it); the attacker's connects are rejected.
     rule = re.compile(r"REJECT IN\s+%s\s+# by Fail2Ban" % re.escape(attacker_ip))
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not rule.search(host.check_output("ufw status verbose")):
-        assert time.monotonic() < deadline, "no UFW rule for the ban after 15 s"
+        assert time.monotonic() < deadline, "no UFW rule for the ban after 60 s"
         time.sleep(0.5)
     assert ssh_port_state(attacker, target_ip) == "refused"
 
@@ -110,8 +113,13 @@ def test_attacker_is_banned_then_unbanned(host, attacker):
     while attacker_ip in banned(host):
         assert time.monotonic() < deadline, "still banned after %d s" % (ban_seconds + 20)
         time.sleep(1)
-    assert attacker_ip not in host.check_output("ufw status")
-    deadline = time.monotonic() + 10
+    # As with the ban, fail2ban drops the address from its list before the
+    # unban action (ufw delete) has finished: wait for the rule to go.
+    deadline = time.monotonic() + 60
+    while attacker_ip in host.check_output("ufw status"):
+        assert time.monotonic() < deadline, "UFW rule still there 60 s after the unban"
+        time.sleep(1)
+    deadline = time.monotonic() + 30
     while ssh_port_state(attacker, target_ip) != "open":
         assert time.monotonic() < deadline, "SSH not reachable again after the unban"
         time.sleep(1)
