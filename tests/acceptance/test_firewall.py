@@ -146,6 +146,8 @@ def test_no_unexpected_listening_ports(host, inventory):
     declared: set[tuple[str, int]] = set()
     declared.add(("tcp", int(_var(inventory, name, "firewall_ssh_port", 22))))
     for rule in _rules(inventory, name):
+        if "port" not in rule:  # portless protocols (vrrp) listen on no port
+            continue
         low, high = _ports(rule)
         for port in range(low, high + 1):
             declared.add((rule.get("proto", "tcp"), port))

@@ -57,3 +57,32 @@ def test_perm_drift_lists_only_existing_paths_that_differ():
     ]
     stat = ["644 root root /etc/passwd", "640 root root /etc/shadow", "644 root root /etc/crontab"]
     assert [e["path"] for e in hf.hardening_perm_drift(entries, stat)] == ["/etc/shadow", "/etc/crontab"]
+
+
+fw = _load("firewall", "firewall")
+
+
+def test_firewall_portless_vrrp_rule_is_valid_and_has_port_any():
+    rule = {"proto": "vrrp", "from_groups": ["loadbalancers"], "comment": "VRRP"}
+    assert fw.firewall_rule_problems([rule], "r", ["loadbalancers"], 22) == []
+    desired = fw.firewall_desired_rules(
+        {"loadbalancers": [rule]}, [], ["loadbalancers"], {"loadbalancers": ["lb1", "lb2"]},
+        {"lb1": {"private_address": "10.0.0.11"}, "lb2": {"private_address": "10.0.0.12"}},
+        "private_address", "managed:")
+    assert [(r["proto"], r["port"], r["from_ip"]) for r in desired] == [
+        ("vrrp", "any", "10.0.0.11"), ("vrrp", "any", "10.0.0.12")]
+
+
+def test_firewall_vrrp_rule_recorded_by_ufw_is_not_missing():
+    # The tuple UFW 0.36 writes for `ufw allow proto vrrp from 10.0.0.12 comment ...`
+    comment = "managed: VRRP".encode().hex()
+    current = fw.firewall_parse_ufw_rules(
+        [f"### tuple ### allow vrrp any 0.0.0.0/0 any 10.0.0.12 in comment={comment}\n"])
+    desired = [{"rule": "allow", "proto": "vrrp", "port": "any", "from_ip": "10.0.0.12", "comment": "managed: VRRP"}]
+    assert fw.firewall_missing_rules(desired, current) == []
+    assert fw.firewall_stale_rules(current, desired, "managed:") == []
+
+
+def test_firewall_vrrp_rule_with_a_port_is_rejected():
+    problems = fw.firewall_rule_problems([{"port": 112, "proto": "vrrp", "from_any": True}], "r", [], 22)
+    assert problems == ["r[0]: proto vrrp has no ports; remove port"]

@@ -16,6 +16,10 @@ DOCUMENTATION = ""
 
 _PORT_RE = re.compile(r"^([0-9]+)(?::([0-9]+))?$")
 _PROTOS = ("tcp", "udp")
+# IP protocols without ports that UFW can filter by source (VRRP for the
+# load balancers' shared address). Their rules have no port; UFW records
+# them with port "any".
+_PORTLESS_PROTOS = ("vrrp",)
 _SOURCE_KEYS = ("from_groups", "from_cidrs", "from_any")
 _RULE_KEYS = set(_SOURCE_KEYS) | {"port", "proto", "comment"}
 # UFW passes comments through a shell-like parser and the ufw module quotes
@@ -82,15 +86,18 @@ def firewall_rule_problems(rules, varname, known_groups, ssh_port=None):
         unknown_keys = sorted(set(rule) - _RULE_KEYS)
         if unknown_keys:
             problems.append("%s has unknown keys %s; allowed: %s" % (where, unknown_keys, sorted(_RULE_KEYS)))
-        if "port" not in rule:
+        proto = rule.get("proto", "tcp")
+        if proto in _PORTLESS_PROTOS:
+            if "port" in rule:
+                problems.append("%s: proto %s has no ports; remove port" % (where, proto))
+        elif "port" not in rule:
             problems.append("%s has no port; set port: <1-65535> or port: \"start:end\"" % where)
         elif _norm_port(rule["port"]) is None:
             problems.append("%s port %r is invalid; use an integer 1-65535 or a range \"start:end\" with start < end" % (where, rule["port"]))
         elif ssh_port is not None and _norm_port(rule["port"]) == _norm_port(ssh_port):
             problems.append("%s opens the SSH port %s; SSH is managed by firewall_ssh_sources/firewall_ssh_limit, set those instead" % (where, ssh_port))
-        proto = rule.get("proto", "tcp")
-        if proto not in _PROTOS:
-            problems.append("%s proto %r is unknown; use one of %s" % (where, proto, list(_PROTOS)))
+        if proto not in _PROTOS + _PORTLESS_PROTOS:
+            problems.append("%s proto %r is unknown; use one of %s" % (where, proto, list(_PROTOS + _PORTLESS_PROTOS)))
         sources = [key for key in _SOURCE_KEYS if key in rule]
         if len(sources) != 1:
             problems.append("%s must have exactly one of from_groups, from_cidrs, from_any (has %s)" % (where, sources or "none"))
@@ -167,8 +174,8 @@ def firewall_desired_rules(group_rules, extra_rules, group_names, groups,
     out = []
     seen = set()
     for origin, rule in declared:
-        port = _norm_port(rule["port"])
         proto = rule.get("proto", "tcp")
+        port = "any" if proto in _PORTLESS_PROTOS else _norm_port(rule["port"])
         text = rule.get("comment") or "%s %s/%s" % (origin, port, proto)
         comment = "%s %s" % (prefix, text)
         if rule.get("from_any"):

@@ -82,6 +82,7 @@ def test_group_rules_resolved_to_peer_addresses(host, peers, target_ip):
     assert "ufw allow from %s to any port 9300:9400 proto tcp" % target_ip in added
     assert "ufw allow from 192.0.2.0/24 to any port 9100 proto tcp" in added
     assert "ufw allow from 198.51.100.7 to any port 8125 proto udp" in added
+    assert re.search(r"ufw allow from 198\.51\.100\.8 .*proto vrrp", added), added
     # lb's rule (443 from anywhere) belongs to loadbalancers, not to the target
     assert " 443" not in added
     assert lb_ip not in added
