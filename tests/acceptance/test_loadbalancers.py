@@ -9,6 +9,7 @@ starts as a systemd unit on each app server.
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import json
 import os
@@ -27,7 +28,6 @@ from netprobe import tcp_probe
 pytestmark = pytest.mark.groups("loadbalancers")
 
 PLACEHOLDER_UNIT = "searchplat-placeholder-app"
-PLACEHOLDER_PATH = "/usr/local/lib/searchplat-tests/placeholder_app.py"
 HERE = os.path.dirname(__file__)
 
 
@@ -50,21 +50,18 @@ def app_port(inventory) -> int:
 @pytest.fixture(scope="session")
 def upstreams(inventory, peer, app_port):
     """{app server: address}; each serves app_port (placeholder if nothing does)."""
-    files = os.path.join(HERE, "files")
-    script = open(os.path.join(files, "placeholder_app.py")).read()
-    starter = open(os.path.join(files, "start_placeholder.sh")).read()
-    servers = {}
+    servers, missing = {}, []
     for name in inventory.hosts_in("app_servers"):
-        app, address = peer(name), inventory.address(name)
-        servers[name] = address
-        if tcp_probe(app, address, app_port, timeout=2) == "open":
-            continue  # the real app, or the placeholder started by another worker
-        with app.sudo():
-            app.run_expect([0], f"install -d -m 0755 {os.path.dirname(PLACEHOLDER_PATH)} && "
-                                f"cat > {PLACEHOLDER_PATH} <<'PLACEHOLDER'\n{script}\nPLACEHOLDER\n"
-                                f"chmod 0755 {PLACEHOLDER_PATH}")
-            app.run_expect([0], f"sh -s {address} {app_port} {name} <<'STARTER'\n{starter}\nSTARTER")
+        servers[name] = inventory.address(name)
+        if tcp_probe(peer(name), servers[name], app_port, timeout=2) != "open":
+            missing.append(name)  # neither the real app nor another worker's placeholder
     assert servers, "no app_servers in the inventory"
+    if missing:
+        proc = subprocess.run(
+            [os.path.join(HERE, "files", "placeholder_upstreams.sh"), inventory.path,
+             ",".join(missing), str(app_port)],
+            cwd=os.path.abspath(os.path.join(HERE, "..", "..")), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return servers
 
 
@@ -91,6 +88,20 @@ def lb(host, inventory, upstreams, lab_ca):
         "ca": lab_ca,
         "upstreams": upstreams,
     }
+
+
+@pytest.fixture
+def lb_disruption():
+    """Disruptive load-balancer tests take turns, across pytest-xdist workers
+    (a lock file on the controller): stopping lb1's engine to move the shared
+    address would fail a load test running against lb1 at the same time.
+    (pytest-xdist's loadgroup cannot do it: with pytest 9 it no longer groups.)"""
+    with open(os.path.join(tempfile.gettempdir(), "searchplat-lb-disruption.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- a real HTTPS client (controller) -----------------------------------------
@@ -275,7 +286,7 @@ def _hey_result(proc, stop=False):
 
 
 @pytest.mark.disruptive
-def test_failover_loses_no_request(lb, peer, inventory):
+def test_failover_loses_no_request(lb, peer, inventory, lb_disruption):
     """One of the app servers stops and comes back under load: zero failures."""
     victim = sorted(lb["upstreams"])[1 % len(lb["upstreams"])]
     app = peer(victim)
@@ -297,7 +308,7 @@ def test_failover_loses_no_request(lb, peer, inventory):
 
 
 @pytest.mark.disruptive
-def test_reload_under_load_loses_no_request(lb, app_port):
+def test_reload_under_load_loses_no_request(lb, app_port, lb_disruption):
     """Changing the upstream list (an Ansible run, applied by reload) under load."""
     root = os.path.abspath(os.path.join(HERE, "..", ".."))
     inventory_path = os.environ.get("ANSIBLE_INVENTORY") or os.path.join(root, "inventories", "lab")
@@ -323,3 +334,109 @@ def test_reload_under_load_loses_no_request(lb, app_port):
     assert re.search(r"changed=[1-9]", restore.stdout), "the upstream list was not restored"
     assert codes and set(codes) == {200}, out
     assert not errors, out
+
+
+# --- the shared address (roles/keepalived) -------------------------------------
+
+def _vip(inventory):
+    lbs = inventory.hosts_in("loadbalancers")
+    return (_lbvar(inventory, lbs[0], "loadbalancer_virtual_ip", "") or "") if len(lbs) > 1 else ""
+
+
+def _vip_holders(inventory, peer, vip):
+    return [name for name in inventory.hosts_in("loadbalancers")
+            if f" {vip}/" in peer(name).check_output("ip -4 -o addr show")]
+
+
+def _vip_lb(lb, vip):
+    return {**lb, "address": vip}
+
+
+def _only_once(host, inventory):
+    """The shared-address tests run once (on the first load balancer's item)."""
+    if _name(host) != inventory.hosts_in("loadbalancers")[0]:
+        pytest.skip("shared-address tests run once, on the first load balancer's item")
+    vip = _vip(inventory)
+    if not vip:
+        pytest.skip("no loadbalancer_virtual_ip in this inventory")
+    return vip
+
+
+def test_shared_address_held_by_one_lb_and_serves_https(host, inventory, peer, lb):
+    vip = _only_once(host, inventory)
+    for name in inventory.hosts_in("loadbalancers"):
+        other = peer(name)
+        assert other.service("keepalived").is_running, f"keepalived on {name}"
+        # VRRP from the other load balancers only (UFW, protocol 112).
+        rules = other.check_output("ufw status")
+        for peer_name in inventory.hosts_in("loadbalancers"):
+            if peer_name != name:
+                assert re.search(rf"ALLOW\s+{re.escape(inventory.address(peer_name))}/vrrp", rules), rules
+    deadline = time.time() + 30
+    while len(_vip_holders(inventory, peer, vip)) != 1 and time.time() < deadline:
+        time.sleep(1)
+    holders = _vip_holders(inventory, peer, vip)
+    assert len(holders) == 1, f"{vip} held by {holders}"
+    status, headers, _ = _get(_vip_lb(lb, vip), "/")
+    assert status == 200 and "strict-transport-security" in headers
+
+
+@pytest.mark.disruptive
+def test_shared_address_moves_when_the_holders_engine_stops(host, inventory, peer, lb, lb_disruption):
+    """The holder's engine stops: the address moves to a peer within seconds and
+    HTTPS on it answers again; the engine's return does not take it back
+    (no preemption). Then the address is moved back (the peer's keepalived
+    stops and starts), as it was before the test."""
+    vip = _only_once(host, inventory)
+    holders = _vip_holders(inventory, peer, vip)
+    assert len(holders) == 1, f"{vip} held by {holders}"
+    first = holders[0]
+    engine = _lbvar(inventory, first, "loadbalancer_engine")
+    first_host = peer(first)
+    vip_lb = _vip_lb(lb, vip)
+
+    def wait_for_new_holder(not_on, seconds=30):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            now = _vip_holders(inventory, peer, vip)
+            if len(now) == 1 and now[0] != not_on:
+                return now[0], time.time()
+            time.sleep(0.2)
+        pytest.fail(f"{vip} still held by {_vip_holders(inventory, peer, vip)} after {seconds} s")
+
+    def https_ok():
+        try:
+            return _get(vip_lb, "/")[0] == 200
+        except OSError:
+            return False
+
+    second = None
+    try:
+        with first_host.sudo():
+            stopped = time.time()
+            first_host.run_expect([0], f"systemctl stop {engine}")
+            second, moved = wait_for_new_holder(first)
+            deadline = time.time() + 30
+            while not https_ok():
+                assert time.time() < deadline, f"HTTPS on {vip} does not answer after the move to {second}"
+                time.sleep(0.2)
+            answered = time.time()
+            print(f"shared address: {first} ({engine}) stopped; {second} held {vip} after "
+                  f"{moved - stopped:.1f} s, HTTPS answered after {answered - stopped:.1f} s")
+            first_host.run_expect([0], f"systemctl start {engine}")
+        time.sleep(6)
+        assert _vip_holders(inventory, peer, vip) == [second], "the returning load balancer took the address back"
+        assert https_ok()
+    finally:
+        with first_host.sudo():
+            first_host.run(f"systemctl start {engine}")
+        if second:
+            # Back to the state before the test: the peer gives the address up.
+            second_host = peer(second)
+            with second_host.sudo():
+                second_host.run("systemctl stop keepalived")
+                try:
+                    wait_for_new_holder(second)
+                finally:
+                    second_host.run("systemctl start keepalived")
+    assert _vip_holders(inventory, peer, vip) == [first]

@@ -172,6 +172,16 @@ def _pki_long_validity(inv):
     _vars(inv)["pki_cert_validity_days"] = 400
 
 
+def _vip_one_lb(inv):
+    _vars(inv)["loadbalancer_virtual_ip"] = "10.9.0.10"
+
+
+def _vrrp_password_too_long(inv):
+    _children(inv)["loadbalancers"]["hosts"]["os1"] = {}
+    _vars(inv)["loadbalancer_virtual_ip"] = "10.9.0.10"
+    _vars(inv)["loadbalancer_vrrp_password"] = "nine-char"
+
+
 def _bad_fail2ban_type(inv):
     _vars(inv)["fail2ban_maxretry"] = "many"
 
@@ -203,6 +213,8 @@ CASES = [
     ("lb-invalid-rate", _lb_bad_rate, r"lb_haproxy_rate_limit_per_second"),
     ("lb-no-app-servers", _lb_no_app_servers, r"Group 'app_servers' is missing or empty"),
     ("certificate-validity-too-long", _pki_long_validity, r"pki_cert_validity_days"),
+    ("shared-address-with-one-lb", _vip_one_lb, r"a shared address needs at least two"),
+    ("vrrp-password-too-long", _vrrp_password_too_long, r"keepalived_auth_pass must be at most 8 printable characters"),
 ]
 
 
