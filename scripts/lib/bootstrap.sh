@@ -5,7 +5,8 @@
 # reuses it (venv, base image, downloads).
 #
 # What it installs on a fresh Debian 12 machine (as root):
-#   - Debian packages: docker.io, debootstrap, python3-venv, openssh-client
+#   - Debian packages: docker.io, debootstrap, python3-venv, openssh-client,
+#     hey, and testssl.sh 3.2.1 unpacked into the cache (ensure_testssl)
 #   - the Docker engine, started in the background if no daemon answers
 #   - a Python venv with requirements.txt (re-created when that file changes)
 #   - the systemd base image, built with debootstrap + `docker import`,
@@ -47,8 +48,32 @@ apt_install() {
 
 ensure_host_packages() {
   need_root
-  # hey and testssl.sh: the load-balancer tests' client and TLS rater.
-  apt_install docker.io debootstrap python3-venv openssh-client hey testssl.sh
+  # hey: the load-balancer tests' bounded load client. The rest: what
+  # testssl.sh (ensure_testssl) needs.
+  apt_install docker.io debootstrap python3-venv openssh-client curl hey \
+    openssl bsdextrautils procps bind9-dnsutils
+}
+
+# testssl.sh 3.2 (the first series with a rating; Debian 12 ships 3.0.8,
+# which has none): Debian 13's package, a shell script with its data files,
+# fetched once from Debian's archive (checksum pinned) and unpacked into the
+# cache, not installed system-wide. Exports TESTSSL_BIN and
+# TESTSSL_INSTALL_DIR (its data directory).
+TESTSSL_DEB_URL="http://deb.debian.org/debian/pool/main/t/testssl.sh/testssl.sh_3.2.1+dfsg-1_all.deb"
+TESTSSL_DEB_SHA256="c6920c9565820e25db2d991ea8c9db882ea339773b126e47e26d623624a6cbe3"
+ensure_testssl() {
+  local dir="${SEARCHPLAT_CACHE}/testssl-3.2.1" deb="${SEARCHPLAT_CACHE}/downloads/testssl.sh_3.2.1+dfsg-1_all.deb"
+  if [ ! -x "${dir}/usr/bin/testssl" ]; then
+    mkdir -p "${SEARCHPLAT_CACHE}/downloads"
+    if ! echo "${TESTSSL_DEB_SHA256}  ${deb}" | sha256sum -c --quiet >/dev/null 2>&1; then
+      log "downloading testssl.sh 3.2.1 (Debian 13 package)"
+      curl -fsSL --retry 3 -o "${deb}.part" "$TESTSSL_DEB_URL" || die "could not download ${TESTSSL_DEB_URL}"
+      echo "${TESTSSL_DEB_SHA256}  ${deb}.part" | sha256sum -c --quiet || die "checksum mismatch for ${TESTSSL_DEB_URL}"
+      mv "${deb}.part" "$deb"
+    fi
+    rm -rf "${dir}.tmp" && dpkg-deb -x "$deb" "${dir}.tmp" && rm -rf "$dir" && mv "${dir}.tmp" "$dir"
+  fi
+  export TESTSSL_BIN="${dir}/usr/bin/testssl" TESTSSL_INSTALL_DIR="${dir}/etc/testssl"
 }
 
 ensure_dockerd() {
@@ -220,6 +245,7 @@ PY
 
 bootstrap_all() {
   ensure_host_packages
+  ensure_testssl
   ensure_dockerd
   ensure_venv
   ensure_base_image
