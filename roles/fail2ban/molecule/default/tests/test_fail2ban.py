@@ -91,6 +91,7 @@ def test_attacker_is_banned_then_unbanned(host, attacker):
     while attacker_ip not in banned(host):
         assert time.monotonic() < deadline, "attacker not banned within 120 s"
         failed_login(attacker, target_ip)
+        last_connection = time.monotonic()
         time.sleep(0.5)
 
     # The ban is a UFW rule (fail2ban lists the ban before its action has
@@ -101,6 +102,7 @@ def test_attacker_is_banned_then_unbanned(host, attacker):
         assert time.monotonic() < deadline, "no UFW rule for the ban after 60 s"
         time.sleep(0.5)
     assert ssh_port_state(attacker, target_ip) == "refused"
+    last_connection = time.monotonic()
 
     # Unbanned when the ban (as fail2ban reports it, increments included)
     # ends: wait at most that long plus 20 s.
@@ -119,10 +121,17 @@ def test_attacker_is_banned_then_unbanned(host, attacker):
     while attacker_ip in host.check_output("ufw status"):
         assert time.monotonic() < deadline, "UFW rule still there 60 s after the unban"
         time.sleep(1)
-    # The SSH port is also rate-limited (UFW `limit`: 6 new connections in
-    # 30 s per source), and the attacker's failed logins count: probe at most
-    # 5 times per 30 s, so the probes themselves never keep it blocked.
-    deadline = time.monotonic() + 75
-    while ssh_port_state(attacker, target_ip) != "open":
-        assert time.monotonic() < deadline, "SSH not reachable again 75 s after the unban"
-        time.sleep(7)
+    # The SSH port is also rate-limited (UFW `limit`: a NEW connection is
+    # rejected when the source made 6 in the last 30 s), and every connection
+    # counts, the attacker's failed logins and our probes, rejected ones twice
+    # (xt_recent's --set and --update both stamp). A probe sent while limited
+    # therefore keeps the limit alive: only 30 s of silence clears it. So:
+    # stay quiet for 31 s after the attacker's last connection, then probe no
+    # more often than that.
+    time.sleep(max(0.0, last_connection + 31 - time.monotonic()))
+    for _ in range(3):
+        if ssh_port_state(attacker, target_ip) == "open":
+            break
+        time.sleep(31)
+    else:
+        pytest.fail("SSH not reachable again after the unban (3 probes, 31 s apart)")
