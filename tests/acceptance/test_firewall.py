@@ -89,7 +89,11 @@ def test_reachability_matrix(host, inventory, peer):
         if rule.get("proto", "tcp") != "tcp":
             continue  # a /dev/tcp connect cannot tell UDP filtered from open
         port = _ports(rule)[0]
-        entry = ports.setdefault(port, {"groups": set(), "cidrs": [], "any": False})
+        # A rule with address_var allows (and the service binds) that host
+        # variable's address instead of the private one (the lab's
+        # OpenSearch transport alias): probe that address.
+        dest = str(_var(inventory, name, rule["address_var"], "") or address) if "address_var" in rule else address
+        entry = ports.setdefault(port, {"groups": set(), "cidrs": [], "any": False, "dest": dest})
         entry["groups"] |= set(rule.get("from_groups", []))
         entry["cidrs"] += list(rule.get("from_cidrs", []))
         entry["any"] |= bool(rule.get("from_any"))
@@ -105,7 +109,7 @@ def test_reachability_matrix(host, inventory, peer):
         for group in sorted(src["groups"]):
             candidates = [h for h in inventory.hosts_in(group) if h != name]
             if candidates:
-                plan.append((candidates[0], port, ("open", "refused"), f"{group}, allowed"))
+                plan.append((candidates[0], port, ("open", "refused"), f"{group}, allowed", src["dest"]))
         if src["any"]:
             continue
         denied = [
@@ -118,21 +122,21 @@ def test_reachability_matrix(host, inventory, peer):
             if key in seen_groups:
                 continue
             seen_groups.add(key)
-            plan.append((other, port, ("filtered",), "not allowed"))
+            plan.append((other, port, ("filtered",), "not allowed", src["dest"]))
 
     # One batch per source host, all sources at once: the filtered probes'
     # timeouts overlap instead of adding up.
-    by_source: dict[str, list[int]] = {}
-    for source, port, _, _ in plan:
-        by_source.setdefault(source, []).append(port)
+    by_source: dict[str, list[tuple[str, int]]] = {}
+    for source, port, _, _, dest in plan:
+        by_source.setdefault(source, []).append((dest, port))
     with ThreadPoolExecutor(max_workers=len(by_source) or 1) as pool:
-        futures = {source: pool.submit(tcp_probe_many, peer(source), [(address, p) for p in ports_])
-                   for source, ports_ in by_source.items()}
+        futures = {source: pool.submit(tcp_probe_many, peer(source), targets)
+                   for source, targets in by_source.items()}
         results = {source: future.result() for source, future in futures.items()}
     problems = [
-        f"{port}/tcp from {source} ({why}): {results[source][(address, port)]}"
-        for source, port, expected, why in plan
-        if results[source][(address, port)] not in expected
+        f"{port}/tcp to {dest} from {source} ({why}): {results[source][(dest, port)]}"
+        for source, port, expected, why, dest in plan
+        if results[source][(dest, port)] not in expected
     ]
     checked = len(plan)
     if not ports:

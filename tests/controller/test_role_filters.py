@@ -86,3 +86,23 @@ def test_firewall_vrrp_rule_recorded_by_ufw_is_not_missing():
 def test_firewall_vrrp_rule_with_a_port_is_rejected():
     problems = fw.firewall_rule_problems([{"port": 112, "proto": "vrrp", "from_any": True}], "r", [], 22)
     assert problems == ["r[0]: proto vrrp has no ports; remove port"]
+
+
+def test_firewall_rule_address_var_picks_another_host_variable_with_fallback():
+    # The lab binds OpenSearch's transport to a 127.200.x address: the 9300
+    # rule allows that address; a host without it falls back to private_address.
+    rule = {"port": 9300, "proto": "tcp", "from_groups": ["opensearch"],
+            "address_var": "opensearch_transport_address", "comment": "transport"}
+    assert fw.firewall_rule_problems([rule], "r", ["opensearch"], 22) == []
+    desired = fw.firewall_desired_rules(
+        {"opensearch": [rule]}, [], ["opensearch"], {"opensearch": ["os1", "os2"]},
+        {"os1": {"private_address": "10.0.0.31", "opensearch_transport_address": "127.200.0.31"},
+         "os2": {"private_address": "10.0.0.32"}},
+        "private_address", "managed:")
+    assert [r["from_ip"] for r in desired] == ["127.200.0.31", "10.0.0.32"]
+
+
+def test_firewall_rule_address_var_needs_from_groups():
+    problems = fw.firewall_rule_problems(
+        [{"port": 9300, "from_cidrs": ["10.0.0.0/8"], "address_var": "x"}], "r", [], 22)
+    assert problems == ["r[0] address_var must be a host variable name and goes with from_groups only"]

@@ -21,7 +21,7 @@ _PROTOS = ("tcp", "udp")
 # them with port "any".
 _PORTLESS_PROTOS = ("vrrp",)
 _SOURCE_KEYS = ("from_groups", "from_cidrs", "from_any")
-_RULE_KEYS = set(_SOURCE_KEYS) | {"port", "proto", "comment"}
+_RULE_KEYS = set(_SOURCE_KEYS) | {"port", "proto", "comment", "address_var"}
 # UFW passes comments through a shell-like parser and the ufw module quotes
 # them with single quotes: keep them to a safe character set.
 _COMMENT_RE = re.compile(r"^[A-Za-z0-9 _.,:/()@+=-]*$")
@@ -111,6 +111,10 @@ def firewall_rule_problems(rules, varname, known_groups, ssh_port=None):
                 for group in groups:
                     if group not in known:
                         problems.append("%s from_groups names unknown group %r; add it to the inventory or fix the name (known: %s)" % (where, group, sorted(known)))
+        if "address_var" in rule and ("from_groups" not in rule
+                                      or not isinstance(rule["address_var"], str)
+                                      or not rule["address_var"]):
+            problems.append("%s address_var must be a host variable name and goes with from_groups only" % where)
         if "from_cidrs" in rule:
             cidrs = rule["from_cidrs"]
             if not isinstance(cidrs, list) or not cidrs:
@@ -136,12 +140,14 @@ def firewall_source_problems(sources, varname):
     ]
 
 
-def firewall_address_map(hostvars, hosts, address_var):
-    """host -> address, from `address_var`, falling back to ansible_host."""
+def firewall_address_map(hostvars, hosts, address_var, fallback_var=None):
+    """host -> address, from `address_var`, else `fallback_var`, else ansible_host."""
     result = {}
     for host in hosts:
         hvars = hostvars[host]
-        address = hvars.get(address_var) or hvars.get("ansible_host")
+        address = (hvars.get(address_var)
+                   or (hvars.get(fallback_var) if fallback_var else None)
+                   or hvars.get("ansible_host"))
         result[host] = str(address) if address else None
     return result
 
@@ -166,10 +172,13 @@ def firewall_desired_rules(group_rules, extra_rules, group_names, groups,
 
     addresses = {}
 
-    def address_of(host):
-        if host not in addresses:
-            addresses.update(firewall_address_map(hostvars, [host], address_var))
-        return addresses[host]
+    def address_of(host, var):
+        # A rule's own address_var (e.g. the address a service binds to when
+        # it is not the private one) falls back to the role-wide variable.
+        if (host, var) not in addresses:
+            found = firewall_address_map(hostvars, [host], var, address_var)
+            addresses[(host, var)] = found[host]
+        return addresses[(host, var)]
 
     out = []
     seen = set()
@@ -186,7 +195,7 @@ def firewall_desired_rules(group_rules, extra_rules, group_names, groups,
             sources = []
             for group in rule["from_groups"]:
                 for host in groups.get(group, []):
-                    address = address_of(host)
+                    address = address_of(host, rule.get("address_var") or address_var)
                     if address:
                         sources.append(_norm_source(address))
         for source in sources:
