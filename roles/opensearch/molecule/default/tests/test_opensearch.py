@@ -1,0 +1,234 @@
+"""Verify the opensearch role: three nodes in one cluster, TLS, users, snapshots.
+
+Host tests run on each node through Testinfra; the REST tests run once from
+the controller against https://10.234.0.11-13:9200, verifying the server
+certificate against the scenario's throwaway CA (prepare.yml). Passwords are
+the scenario's test values (molecule.yml).
+"""
+
+import base64
+import json
+import os
+import ssl
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+PREFIX = os.environ.get("MOLECULE_INSTANCE_PREFIX", "sp")
+NODES = [PREFIX + "-os-%d" % i for i in (1, 2, 3)]
+ADDRESSES = ["10.234.0.1%d" % i for i in (1, 2, 3)]
+API = "https://%s:9200" % ADDRESSES[0]
+CA = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "pki", "ca.crt")
+USERS = {
+    "admin": "mol-Admin-pw1",
+    "searchapp": "mol-App-pw1",
+    "monitoring": "mol-Mon-pw1",
+    "backup": "mol-Backup-pw1",
+}
+
+testinfra_hosts = ["ansible://" + name for name in NODES]
+
+
+def call(method, path, user=None, body=None, base=API, cafile=CA):
+    """(status, parsed JSON or text) of one REST call; never raises on HTTP errors."""
+    headers = {"Content-Type": "application/json"}
+    if user:
+        token = base64.b64encode(("%s:%s" % (user, USERS[user])).encode()).decode()
+        headers["Authorization"] = "Basic " + token
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    ctx = ssl.create_default_context(cafile=cafile)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=60) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+# --- on each node -------------------------------------------------------------
+
+def test_service_runs_as_opensearch(host):
+    service = host.service("opensearch")
+    assert service.is_running and service.is_enabled
+    java = [p for p in host.process.filter(comm="java")]
+    assert java and all(p.user == "opensearch" for p in java)
+
+
+def test_unit_limits_and_hardening(host):
+    show = host.check_output(
+        "systemctl show opensearch -p LimitNOFILE -p LimitMEMLOCK -p NoNewPrivileges -p ProtectSystem"
+        " -p PrivateTmp -p ProtectHome -p User")
+    props = dict(line.split("=", 1) for line in show.splitlines())
+    # A container: capped to the hard limits the container allows (its PID 1's).
+    limits = host.file("/proc/1/limits").content_string
+    nofile_hard = [line.split()[4] for line in limits.splitlines() if line.startswith("Max open files")][0]
+    memlock_hard = [line.split()[4] for line in limits.splitlines() if line.startswith("Max locked memory")][0]
+    assert props["LimitNOFILE"] == str(min(65535, int(nofile_hard)))
+    assert props["LimitMEMLOCK"] == memlock_hard
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["PrivateTmp"] == "yes"
+    assert props["ProtectHome"] == "yes"
+    assert props["User"] == "opensearch"
+    unit = host.file("/etc/systemd/system/opensearch.service").content_string
+    assert "Container: capped to the hard limits" in unit and "TimeoutStartSec=300" in unit
+
+
+def test_install_layout(host):
+    home = host.file("/usr/share/opensearch")
+    assert home.is_symlink and home.linked_to == "/usr/share/opensearch-2.19.3"
+    assert host.file("/usr/share/opensearch-2.19.3/plugins/opensearch-security").is_directory
+    assert host.file("/usr/share/opensearch-2.19.3").user == "root"
+    assert host.package("openjdk-17-jre-headless").is_installed
+    for path, owner, mode in [
+        ("/etc/opensearch", "root", 0o750),
+        ("/etc/opensearch/opensearch.yml", "root", 0o640),
+        ("/etc/opensearch/opensearch-security", "root", 0o750),
+        ("/etc/opensearch/opensearch-security/internal_users.yml", "root", 0o640),
+        ("/etc/opensearch/certs", "opensearch", 0o750),
+        ("/var/lib/opensearch", "opensearch", 0o750),
+        ("/var/log/opensearch", "opensearch", 0o750),
+    ]:
+        f = host.file(path)
+        assert (f.user, f.group, f.mode) == (owner, "opensearch", mode), path
+
+
+def test_keys_pkcs8_and_private(host):
+    node_key = host.file("/etc/opensearch/certs/node.key")
+    assert (node_key.user, node_key.mode) == ("opensearch", 0o600)
+    admin_key = host.file("/etc/opensearch/certs/admin.key")
+    assert (admin_key.user, admin_key.group, admin_key.mode) == ("root", "root", 0o600)
+    for key in (node_key, admin_key):
+        text = host.check_output("cat %s" % key.path)
+        assert text.startswith("-----BEGIN PRIVATE KEY-----")
+    # the pki-style source stays a traditional EC key
+    assert host.check_output("head -1 /etc/ssl/searchplat/opensearch.key") == "-----BEGIN EC PRIVATE KEY-----"
+
+
+def test_configuration(host):
+    conf = host.file("/etc/opensearch/opensearch.yml").content_string
+    # bootstrap setting removed once the cluster formed, marker present
+    assert "initial_cluster_manager_nodes" not in conf
+    assert host.file("/etc/opensearch/.cluster-formed").exists
+    assert "bootstrap.memory_lock: false" in conf
+    assert "plugins.security.ssl.http.enabled: true" in conf
+    assert "transport.host: \"127.200.0.1" in conf
+    assert "cluster.routing.allocation.awareness.attributes: zone" in conf
+    heap = host.file("/etc/opensearch/jvm.options.d/heap.options").content_string
+    assert "-Xms384m" in heap and "-Xmx384m" in heap
+    users = host.file("/etc/opensearch/opensearch-security/internal_users.yml").content_string
+    assert "$2y$10$" in users
+    assert not any(pw in users for pw in USERS.values())
+
+
+# --- the cluster, from the controller -------------------------------------------
+
+def test_cluster_green_three_nodes_with_roles_and_zones():
+    status, health = call("GET", "/_cluster/health?wait_for_status=green&timeout=60s", "admin")
+    assert status == 200 and health["status"] == "green" and health["number_of_nodes"] == 3, health
+    status, nodes = call("GET", "/_cat/nodes?format=json&h=name,ip,node.role", "admin")
+    assert sorted(n["name"] for n in nodes) == NODES
+    assert all(n["node.role"] == "dim" for n in nodes), nodes
+    assert all(n["ip"].startswith("127.200.0.") for n in nodes), nodes
+    status, attrs = call("GET", "/_cat/nodeattrs?format=json&h=node,attr,value", "admin")
+    zones = sorted(a["value"] for a in attrs if a["attr"] == "zone")
+    assert zones == ["zone-a", "zone-b", "zone-c"]
+
+
+def test_tls_verifies_against_the_ca_on_every_node():
+    for address in ADDRESSES:
+        status, _ = call("GET", "/", "admin", base="https://%s:9200" % address)
+        assert status == 200
+    # a client with only the system trust store refuses the certificate
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(API + "/", context=ssl.create_default_context(), timeout=10)
+
+
+def test_anonymous_gets_401():
+    status, _ = call("GET", "/")
+    assert status == 401
+    status, _ = call("GET", "/_cluster/health")
+    assert status == 401
+
+
+def test_app_user_reads_and_writes_only_its_indices():
+    status, body = call("PUT", "/search-verify/_doc/1?refresh=true", "searchapp", {"title": "hello"})
+    assert status in (200, 201), body
+    status, body = call("GET", "/search-verify/_doc/1", "searchapp")
+    assert status == 200 and body["_source"]["title"] == "hello"
+    status, body = call("GET", "/search-verify/_search?q=title:hello", "searchapp")
+    assert status == 200 and body["hits"]["total"]["value"] == 1
+    # the app template applied (1 shard)
+    status, body = call("GET", "/search-verify/_settings", "admin")
+    assert body["search-verify"]["settings"]["index"]["number_of_shards"] == "1"
+    status, _ = call("PUT", "/other-index/_doc/1", "searchapp", {"x": 1})
+    assert status == 403
+    status, _ = call("GET", "/other-index/_search", "searchapp")
+    assert status in (403, 404)
+    status, _ = call("GET", "/_cluster/settings", "searchapp")
+    assert status == 403
+    status, _ = call("PUT", "/_cluster/settings", "searchapp",
+                     {"persistent": {"cluster.routing.allocation.enable": "none"}})
+    assert status == 403
+
+
+def test_monitoring_user_reads_health_but_cannot_write():
+    status, body = call("GET", "/_cluster/health", "monitoring")
+    assert status == 200 and body["number_of_nodes"] == 3
+    status, _ = call("GET", "/_nodes/stats", "monitoring")
+    assert status == 200
+    status, _ = call("PUT", "/search-monitoring/_doc/1", "monitoring", {"x": 1})
+    assert status == 403
+    status, _ = call("PUT", "/_cluster/settings", "monitoring",
+                     {"persistent": {"cluster.routing.allocation.enable": "none"}})
+    assert status == 403
+
+
+def test_index_templates_present():
+    for name, pattern in (("searchplat-app", "search-*"), ("searchplat-logs", "logs-*")):
+        status, body = call("GET", "/_index_template/" + name, "admin")
+        assert status == 200
+        template = body["index_templates"][0]["index_template"]
+        assert template["index_patterns"] == [pattern]
+        assert template["_meta"]["searchplat_hash"]
+
+
+def test_snapshot_repository_verifies_and_restores():
+    status, body = call("POST", "/_snapshot/searchplat-fs/_verify", "admin")
+    assert status == 200 and len(body["nodes"]) == 3, body
+    docs = [{"index": {"_index": "search-snaptest", "_id": str(i)}} if j == 0 else {"n": i}
+            for i in range(25) for j in (0, 1)]
+    bulk = "\n".join(json.dumps(d) for d in docs) + "\n"
+    req = urllib.request.Request(
+        API + "/_bulk?refresh=true", data=bulk.encode(), method="POST",
+        headers={"Content-Type": "application/x-ndjson",
+                 "Authorization": "Basic " + base64.b64encode(b"searchapp:mol-App-pw1").decode()})
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=CA), timeout=60) as resp:
+        assert not json.loads(resp.read())["errors"]
+    snap = "verify-%d" % int(time.time())
+    status, body = call("PUT", "/_snapshot/searchplat-fs/%s?wait_for_completion=true" % snap, "backup",
+                        {"indices": "search-snaptest", "include_global_state": False})
+    assert status == 200 and body["snapshot"]["state"] == "SUCCESS", body
+    status, body = call("GET", "/_snapshot/searchplat-fs/%s" % snap, "backup")
+    assert status == 200
+    status, body = call("POST", "/_snapshot/searchplat-fs/%s/_restore?wait_for_completion=true" % snap, "backup",
+                        {"indices": "search-snaptest", "rename_pattern": "search-(.+)",
+                         "rename_replacement": "restored-$1", "include_global_state": False})
+    assert status == 200, body
+    status, health = call("GET", "/_cluster/health/restored-snaptest?wait_for_status=yellow&timeout=60s", "admin")
+    assert status == 200
+    count_src = call("GET", "/search-snaptest/_count", "admin")[1]["count"]
+    count_dst = call("GET", "/restored-snaptest/_count", "admin")[1]["count"]
+    assert count_src == count_dst == 25
+    # the backup user may not read documents nor change cluster settings
+    status, _ = call("GET", "/search-snaptest/_search", "backup")
+    assert status == 403
+    status, _ = call("PUT", "/_cluster/settings", "backup",
+                     {"persistent": {"cluster.routing.allocation.enable": "none"}})
+    assert status == 403
