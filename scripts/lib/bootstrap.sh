@@ -7,6 +7,7 @@
 # What it installs on a fresh Debian 12 machine (as root):
 #   - Debian packages: docker.io, debootstrap, python3-venv, openssh-client,
 #     hey, and testssl.sh 3.2.1 unpacked into the cache (ensure_testssl)
+#   - the lab's downloads (OpenSearch from Maven Central, ensure_lab_downloads)
 #   - the Docker engine, started in the background if no daemon answers
 #   - a Python venv with requirements.txt (re-created when that file changes)
 #   - the systemd base image, built with debootstrap + `docker import`,
@@ -243,9 +244,30 @@ PY
     || log "lab kernel: could not set net.core.devconf_inherit_init_net=2"
 }
 
+# Artifacts the lab installs from the controller (OpenSearch and its
+# security plugin from Maven Central): the `lab_downloads` list of
+# inventories/lab/group_vars/opensearch.yml, fetched once into
+# ${SEARCHPLAT_CACHE}/downloads and checked against its pinned SHA-256.
+ensure_lab_downloads() {
+  local url sha file
+  mkdir -p "${SEARCHPLAT_CACHE}/downloads"
+  while read -r url sha; do
+    file="${SEARCHPLAT_CACHE}/downloads/${url##*/}"
+    echo "${sha}  ${file}" | sha256sum -c --quiet >/dev/null 2>&1 && continue
+    log "downloading ${url##*/}"
+    curl -fsSL --retry 3 -o "${file}.part" "$url" || die "could not download ${url}"
+    echo "${sha}  ${file}.part" | sha256sum -c --quiet || die "checksum mismatch for ${url}"
+    mv "${file}.part" "$file"
+  done < <(python3 -c '
+import sys, yaml
+for d in yaml.safe_load(open(sys.argv[1]))["lab_downloads"]:
+    print(d["url"], d["sha256"])' "${PROJECT_ROOT}/inventories/lab/group_vars/opensearch.yml")
+}
+
 bootstrap_all() {
   ensure_host_packages
   ensure_testssl
+  ensure_lab_downloads
   ensure_dockerd
   ensure_venv
   ensure_base_image
