@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -107,6 +108,14 @@ class Inventory:
         """
         same = [h for h in self.all_hosts() if self.groups_of(h) == self.groups_of(host)]
         return min(same) == host
+
+    def secret(self, host: str, key: str) -> str:
+        """A secret host variable; one `{{ vault_x }}` indirection is followed
+        (ansible-inventory leaves group_vars templates unrendered)."""
+        hv = self.hostvars(host)
+        value = str(hv.get(key, ""))
+        m = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", value)
+        return str(hv.get(m.group(1), "")) if m else value
 
     def address(self, host: str) -> str:
         hv = self.hostvars(host)

@@ -91,7 +91,7 @@ def test_reachability_matrix(host, inventory, peer):
         port = _ports(rule)[0]
         # A rule with address_var allows (and the service binds) that host
         # variable's address instead of the private one (the lab's
-        # OpenSearch transport alias): probe that address.
+        # OpenSearch transport alias): allowed peers probe that address.
         dest = str(_var(inventory, name, rule["address_var"], "") or address) if "address_var" in rule else address
         entry = ports.setdefault(port, {"groups": set(), "cidrs": [], "any": False, "dest": dest})
         entry["groups"] |= set(rule.get("from_groups", []))
@@ -122,7 +122,9 @@ def test_reachability_matrix(host, inventory, peer):
             if key in seen_groups:
                 continue
             seen_groups.add(key)
-            plan.append((other, port, ("filtered",), "not allowed", src["dest"]))
+            # Other hosts reach this one only at its private address (a
+            # 127.x destination never leaves them): UFW must drop that.
+            plan.append((other, port, ("filtered",), "not allowed", address))
 
     # One batch per source host, all sources at once: the filtered probes'
     # timeouts overlap instead of adding up.

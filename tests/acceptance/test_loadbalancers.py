@@ -226,19 +226,11 @@ def test_rate_limit_answers_429(lb, inventory, peer):
     assert "200" in out, "every request was refused"
 
 
-def _stats_password(inventory, name):
-    """The stats password; a `{{ vault_x }}` indirection is looked up (lab secrets)."""
-    hv = inventory.hostvars(name)
-    value = str(hv.get("loadbalancer_stats_password", ""))
-    m = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", value)
-    return str(hv.get(m.group(1), "")) if m else value
-
-
 def test_status_pages_private_and_authenticated(lb, inventory, peer):
     monitor = peer(inventory.hosts_in("monitoring")[0])
     private = f"http://{lb['address']}:8404/metrics"
     assert _curl(monitor, private) == "401"
-    password = _stats_password(inventory, lb["name"])
+    password = inventory.secret(lb["name"], "loadbalancer_stats_password")
     assert password and "{{" not in password, "stats password not found in the inventory"
     metrics = monitor.run(f"curl -sf --max-time 10 -u 'stats:{password}' '{private}'")
     assert metrics.rc == 0, metrics.stderr

@@ -1,0 +1,363 @@
+"""OpenSearch cluster (roles/opensearch, roles/pki) on every OpenSearch node.
+
+Node checks run on each host. Cluster checks run once (on the tier's first
+host) with a real client: opensearch-py from the controller, TLS verified
+against the project CA, as each platform user (admin, app, monitoring,
+backup). The controller needs to reach port 9200 of the nodes: the lab opens
+it to the lab controller (inventories/lab/group_vars/opensearch.yml); on a
+real inventory, run from a host that is allowed (e.g. a bastion in
+firewall_extra_rules), otherwise these tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+import yaml
+from netprobe import tcp_probe
+
+opensearchpy = pytest.importorskip("opensearchpy")
+
+pytestmark = pytest.mark.groups("opensearch")
+
+HTTP_PORT = 9200
+TRANSPORT_PORT = 9300
+CONFIG = "/etc/opensearch/opensearch.yml"
+# Platform user -> login name (roles/opensearch defaults; opensearch_<user>_user overrides).
+USERS = {"admin": "admin", "app": "searchapp", "monitoring": "monitoring", "backup": "backup"}
+
+
+def _name(host) -> str:
+    return host.backend.get_hostname()
+
+
+def _nodes(inventory):
+    return inventory.hosts_in("opensearch")
+
+
+def _is_first(host, inventory) -> bool:
+    return _name(host) == _nodes(inventory)[0]
+
+
+def _transport_address(inventory, name):
+    hv = inventory.hostvars(name)
+    return str(hv.get("opensearch_transport_host") or inventory.address(name))
+
+
+def _expected_roles(inventory, name) -> set[str]:
+    """The roles the inventory intends: child groups, else opensearch_node_roles, else all."""
+    cm, data = inventory.hosts_in("opensearch_cluster_manager"), inventory.hosts_in("opensearch_data")
+    if cm or data:
+        roles = set()
+        if name in cm:
+            roles.add("cluster_manager")
+        if name in data:
+            roles |= {"data", "ingest"}
+        return roles
+    roles = inventory.hostvars(name).get("opensearch_node_roles")
+    return set(roles) if roles else {"cluster_manager", "data", "ingest"}
+
+
+# --- fixtures ------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def os_ca(inventory, peer):
+    """The CA the nodes' certificates chain to, as a local file."""
+    pem = peer(_nodes(inventory)[0]).file("/etc/ssl/searchplat/ca.crt").content_string
+    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
+        f.write(pem)
+    yield f.name
+    os.unlink(f.name)
+
+
+@pytest.fixture(scope="session")
+def os_client(inventory, os_ca):
+    """client(user) -> an OpenSearch client over every node as that platform
+    user (admin, app, monitoring, backup), or None for no credentials."""
+    nodes = _nodes(inventory)
+    hosts = [{"host": inventory.address(n), "port": HTTP_PORT} for n in nodes]
+    first = nodes[0]
+    # The controller must be allowed to reach the HTTP port (see the module doc).
+    if not _controller_reaches(inventory.address(first)):
+        pytest.skip("this controller cannot reach OpenSearch's HTTP port (firewall): run from an allowed host")
+
+    def client(user: str | None, **kwargs):
+        auth = None
+        if user:
+            password = inventory.secret(first, f"opensearch_{user}_password")
+            assert password, f"opensearch_{user}_password not found in the inventory"
+            login = inventory.hostvars(first).get(f"opensearch_{user}_user") or USERS[user]
+            auth = (str(login), password)
+        return opensearchpy.OpenSearch(
+            hosts=hosts, http_auth=auth, use_ssl=True, verify_certs=True, ca_certs=os_ca,
+            ssl_show_warn=False, timeout=kwargs.pop("timeout", 15), **kwargs)
+
+    return client
+
+
+def _controller_reaches(address) -> bool:
+    import socket
+    try:
+        socket.create_connection((address, HTTP_PORT), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def admin(os_client):
+    return os_client("admin")
+
+
+# --- every node ------------------------------------------------------------------
+
+def test_service_runs_as_its_own_user(host):
+    svc = host.service("opensearch")
+    assert svc.is_running and svc.is_enabled
+    java = [p for p in host.process.filter(comm="java") if "org.opensearch.bootstrap.OpenSearch" in p.args]
+    assert java, "no OpenSearch JVM"
+    assert {p.user for p in java} == {"opensearch"}
+
+
+def test_listens_on_private_and_transport_addresses_only(host, inventory):
+    name = _name(host)
+    private, transport = inventory.address(name), _transport_address(inventory, name)
+    assert host.socket(f"tcp://{private}:{HTTP_PORT}").is_listening
+    assert host.socket(f"tcp://{transport}:{TRANSPORT_PORT}").is_listening
+    for port in (HTTP_PORT, TRANSPORT_PORT):
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+        assert not host.socket(f"tcp://:::{port}").is_listening
+
+
+def test_keys_are_private_to_opensearch(host):
+    certs = host.file("/etc/opensearch/certs")
+    assert certs.is_directory and certs.user == "opensearch"
+    keys = host.check_output("find /etc/opensearch/certs -name '*.key'").split()
+    assert keys, "no keys in /etc/opensearch/certs"
+    for key in keys:
+        f = host.file(key)
+        # The node's key is read by OpenSearch; the admin client key only by
+        # root (securityadmin.sh runs as root).
+        owner = "root" if "admin" in os.path.basename(key) else "opensearch"
+        assert (f.user, f.mode) == (owner, 0o600), key
+        assert "BEGIN PRIVATE KEY" in host.check_output(f"sudo head -1 {key}"), f"{key} is not PKCS#8"
+
+
+def test_bootstrap_setting_removed_once_formed(host):
+    config = yaml.safe_load(host.file(CONFIG).content_string)
+    assert "cluster.initial_cluster_manager_nodes" not in config
+    assert config["plugins.security.ssl.http.enabled"] is True
+
+
+def test_http_refuses_plain_and_anonymous(host, inventory):
+    address = inventory.address(_name(host))
+    plain = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 http://{address}:{HTTP_PORT}/")
+    assert plain.stdout != "200"
+    anon = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 "
+                    f"--cacert /etc/ssl/searchplat/ca.crt https://{address}:{HTTP_PORT}/")
+    assert anon.stdout == "401"
+
+
+def test_transport_closed_to_other_tiers(host, inventory, peer):
+    """Transport (9300) only between OpenSearch nodes; HTTP not from the LBs."""
+    name = _name(host)
+    lbs = inventory.hosts_in("loadbalancers")
+    if not lbs:
+        pytest.skip("no load balancers")
+    lb = peer(lbs[0])
+    assert tcp_probe(lb, _transport_address(inventory, name), TRANSPORT_PORT) != "open"
+    assert tcp_probe(lb, inventory.address(name), HTTP_PORT) != "open"
+
+
+# --- the cluster (once) ------------------------------------------------------------
+
+def test_cluster_green_with_every_node_and_its_roles(host, inventory, admin):
+    if not _is_first(host, inventory):
+        pytest.skip("cluster checks run on the tier's first host")
+    health = admin.cluster.health(params={"wait_for_status": "green"})
+    assert health["status"] == "green", health
+    nodes = admin.nodes.info(metric="settings")["nodes"].values()
+    by_name = {n["name"]: set(n["roles"]) for n in nodes}
+    assert set(by_name) == set(_nodes(inventory))
+    for name, roles in by_name.items():
+        assert roles == _expected_roles(inventory, name), name
+
+
+def test_zone_awareness_places_replicas_in_another_zone(host, inventory, admin):
+    if not _is_first(host, inventory):
+        pytest.skip("cluster checks run on the tier's first host")
+    zones = {n: inventory.hostvars(n).get("zone") for n in _nodes(inventory)}
+    if len(set(zones.values()) - {None}) < 2:
+        pytest.skip("fewer than two zones in the inventory")
+    index = f"search-zones-{uuid.uuid4().hex[:8]}"
+    admin.indices.create(index=index, body={"settings": {"number_of_shards": 3, "number_of_replicas": 1}})
+    try:
+        admin.cluster.health(index=index, params={"wait_for_status": "green"})
+        shards = admin.cat.shards(index=index, format="json", h="shard,prirep,node")
+        placed: dict[str, set] = {}
+        for s in shards:
+            placed.setdefault(s["shard"], set()).add(zones[s["node"]])
+        assert all(len(z) == 2 for z in placed.values()), shards
+    finally:
+        admin.indices.delete(index=index)
+
+
+def test_users_have_least_privilege(host, inventory, os_client):
+    if not _is_first(host, inventory):
+        pytest.skip("cluster checks run on the tier's first host")
+    from opensearchpy.exceptions import AuthenticationException, AuthorizationException
+    anonymous, app, monitoring = os_client(None), os_client("app"), os_client("monitoring")
+    with pytest.raises(AuthenticationException):
+        anonymous.cluster.health()
+    index = f"search-acceptance-{uuid.uuid4().hex[:8]}"
+    app.index(index=index, body={"title": "least privilege"}, params={"refresh": "true"})
+    try:
+        assert app.count(index=index)["count"] == 1
+        with pytest.raises(AuthorizationException):
+            app.index(index="other-index", body={"x": 1})
+        with pytest.raises(AuthorizationException):
+            app.cluster.put_settings(body={"transient": {"cluster.routing.allocation.enable": "all"}})
+        assert monitoring.cluster.health()["status"] in ("green", "yellow")
+        with pytest.raises(AuthorizationException):
+            monitoring.index(index=index, body={"x": 1})
+    finally:
+        os_client("admin").indices.delete(index=index)
+
+
+def test_index_templates_installed(host, inventory, admin):
+    if not _is_first(host, inventory):
+        pytest.skip("cluster checks run on the tier's first host")
+    names = {t["name"] for t in admin.indices.get_index_template()["index_templates"]}
+    assert {"searchplat-app", "searchplat-logs"} <= names, names
+
+
+def test_snapshot_and_restore_keep_every_document(host, inventory, admin, os_client):
+    if not _is_first(host, inventory):
+        pytest.skip("cluster checks run on the tier's first host")
+    backup = os_client("backup")
+    repos = admin.snapshot.get_repository()
+    assert repos, "no snapshot repository registered"
+    repo = sorted(repos)[0]
+    assert backup.snapshot.verify_repository(repository=repo)["nodes"]
+    index = f"search-snap-{uuid.uuid4().hex[:8]}"
+    admin.bulk(body="".join(f'{{"index":{{"_index":"{index}"}}}}\n{{"n":{i}}}\n' for i in range(500)), params={"refresh": "true"})
+    snap = f"acceptance-{uuid.uuid4().hex[:8]}"
+    try:
+        backup.snapshot.create(repository=repo, snapshot=snap,
+                               body={"indices": index, "include_global_state": False},
+                               params={"wait_for_completion": "true", "request_timeout": 120})
+        backup.snapshot.restore(repository=repo, snapshot=snap,
+                                body={"indices": index, "rename_pattern": "(.+)",
+                                      "rename_replacement": "$1-restored"},
+                                params={"wait_for_completion": "true", "request_timeout": 120})
+        admin.indices.refresh(index=f"{index}-restored")
+        assert admin.count(index=f"{index}-restored")["count"] == 500
+    finally:
+        admin.indices.delete(index=f"{index}*", params={"ignore_unavailable": "true"})
+        backup.snapshot.delete(repository=repo, snapshot=snap, params={"ignore": 404})
+
+
+# --- disruptive: nodes go away under search load ---------------------------------
+
+class SearchLoad:
+    """Searches against every node (the client fails over) until stopped."""
+
+    def __init__(self, client, index):
+        self.client, self.index = client, index
+        self.ok = self.failed = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.client.search(index=self.index, body={"query": {"match": {"title": "doc"}}})
+                self.ok += 1
+            except Exception as exc:  # every failure counts
+                self.failed += 1
+                self.errors.append(repr(exc)[:200])
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.fixture
+def loaded_index(admin):
+    index = f"search-load-{uuid.uuid4().hex[:8]}"
+    admin.indices.create(index=index, body={"settings": {"number_of_shards": 3, "number_of_replicas": 1}})
+    admin.bulk(body="".join(f'{{"index":{{"_index":"{index}"}}}}\n{{"title":"doc {i}"}}\n'
+                            for i in range(1000)), params={"refresh": "true"})
+    admin.cluster.health(index=index, params={"wait_for_status": "green"})
+    yield index
+    admin.indices.delete(index=index, params={"ignore_unavailable": "true"})
+
+
+def _wait_status(client, wanted, seconds, nodes=None):
+    """Wait until the health status is one of `wanted` (and, if given, the
+    cluster has `nodes` nodes); the status, or None after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            health = client.cluster.health()
+            if health["status"] in wanted and nodes in (None, health["number_of_nodes"]):
+                return health["status"]
+        except Exception:  # the node asked may be the one restarting
+            pass
+        time.sleep(1)
+    return None
+
+
+@pytest.mark.disruptive
+def test_killed_node_loses_no_search(host, inventory, os_client, loaded_index, peer):
+    if not _is_first(host, inventory):
+        pytest.skip("runs once, on the tier's first host")
+    victim = _nodes(inventory)[-1]
+    client = os_client("app", max_retries=3, retry_on_timeout=True)
+    admin = os_client("admin")
+    before = admin.count(index=loaded_index)["count"]
+    with SearchLoad(client, loaded_index) as load:
+        time.sleep(3)
+        started = time.monotonic()
+        peer(victim).check_output("sudo systemctl kill --signal=SIGKILL opensearch")
+        assert _wait_status(admin, {"yellow", "red"}, 90, nodes=len(_nodes(inventory)) - 1), \
+            "the cluster never noticed the lost node"
+        degraded = time.monotonic() - started
+        # Like the vendor's unit, the role's does not restart a killed JVM by
+        # itself (no restart loops): the operator (here the test) starts it.
+        peer(victim).check_output("sudo systemctl start opensearch")
+        assert _wait_status(admin, {"green"}, 600, nodes=len(_nodes(inventory))) == "green", \
+            "not green again with every node after the node returned"
+        print(f"killed {victim}: degraded after {degraded:.1f} s, green with every node "
+              f"after {time.monotonic() - started:.1f} s")
+    assert load.failed == 0, f"{load.failed} of {load.ok + load.failed} searches failed: {load.errors[:3]}"
+    assert load.ok > 0
+    assert admin.count(index=loaded_index)["count"] == before
+
+
+@pytest.mark.disruptive
+def test_rolling_restart_loses_no_search(host, inventory, os_client, loaded_index):
+    if not _is_first(host, inventory):
+        pytest.skip("runs once, on the tier's first host")
+    import subprocess
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    client = os_client("app", max_retries=3, retry_on_timeout=True)
+    with SearchLoad(client, loaded_index) as load:
+        proc = subprocess.run(
+            ["ansible-playbook", "-i", inventory.path, "playbooks/opensearch-rolling-restart.yml"],
+            cwd=root, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert load.failed == 0, f"{load.failed} of {load.ok + load.failed} searches failed: {load.errors[:3]}"
+    assert load.ok > 0
+    assert os_client("admin").cluster.health()["status"] == "green"
