@@ -50,6 +50,7 @@ VALID = {
             "loadbalancer_app_port": 8000,
             "loadbalancer_app_health_path": "/ready",
             "loadbalancer_stats_password": "preflight-test-only",
+            **{f"opensearch_{u}_password": f"preflight-{u}-only" for u in ("admin", "app", "monitoring", "backup")},
         },
         "children": {
             "loadbalancers": {"hosts": {"svc1": _host("10.9.0.11")}},
@@ -182,6 +183,27 @@ def _vrrp_password_too_long(inv):
     _vars(inv)["loadbalancer_vrrp_password"] = "nine-char"
 
 
+def _opensearch_heap_too_big(inv):
+    _vars(inv)["opensearch_heap_size"] = "40g"
+
+
+def _opensearch_unknown_method(inv):
+    _vars(inv)["opensearch_install_method"] = "snap"
+
+
+def _opensearch_archive_without_checksum(inv):
+    _vars(inv)["opensearch_install_method"] = "archive"
+    _vars(inv)["opensearch_archive_url"] = "https://example.invalid/opensearch-2.19.3.tar.gz"
+
+
+def _opensearch_bad_node_role(inv):
+    _children(inv)["opensearch"]["hosts"]["os2"]["opensearch_node_roles"] = ["cluster_manager", "master"]
+
+
+def _opensearch_short_password(inv):
+    _vars(inv)["opensearch_app_password"] = "short"
+
+
 def _bad_fail2ban_type(inv):
     _vars(inv)["fail2ban_maxretry"] = "many"
 
@@ -215,6 +237,11 @@ CASES = [
     ("certificate-validity-too-long", _pki_long_validity, r"pki_cert_validity_days"),
     ("shared-address-with-one-lb", _vip_one_lb, r"a shared address needs at least two"),
     ("vrrp-password-too-long", _vrrp_password_too_long, r"keepalived_auth_pass must be at most 8 printable characters"),
+    ("opensearch-heap-above-31g", _opensearch_heap_too_big, r"opensearch_heap_size must be .*at most 31g"),
+    ("opensearch-unknown-install-method", _opensearch_unknown_method, r"opensearch_install_method must be \"apt\""),
+    ("opensearch-archive-without-checksum", _opensearch_archive_without_checksum, r"opensearch_archive_checksum to \"sha256:"),
+    ("opensearch-unknown-node-role", _opensearch_bad_node_role, r"opensearch_node_roles must be a non-empty subset.*unknown: master"),
+    ("opensearch-password-too-short", _opensearch_short_password, r"must each be 8 to 72 bytes"),
 ]
 
 
