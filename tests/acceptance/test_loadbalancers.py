@@ -9,7 +9,6 @@ starts as a systemd unit on each app server.
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
 import os
@@ -23,6 +22,7 @@ import tempfile
 import time
 
 import pytest
+from disruption import disruption_lock
 from netprobe import tcp_probe
 
 pytestmark = pytest.mark.groups("loadbalancers")
@@ -92,16 +92,10 @@ def lb(host, inventory, upstreams, lab_ca):
 
 @pytest.fixture
 def lb_disruption():
-    """Disruptive load-balancer tests take turns, across pytest-xdist workers
-    (a lock file on the controller): stopping lb1's engine to move the shared
-    address would fail a load test running against lb1 at the same time.
-    (pytest-xdist's loadgroup cannot do it: with pytest 9 it no longer groups.)"""
-    with open(os.path.join(tempfile.gettempdir(), "searchplat-lb-disruption.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """Disruptive load-balancer tests take turns: stopping lb1's engine to move
+    the shared address would fail a load test against lb1 on the other worker."""
+    with disruption_lock("lb"):
+        yield
 
 
 # --- a real HTTPS client (controller) -----------------------------------------

@@ -19,6 +19,7 @@ import uuid
 
 import pytest
 import yaml
+from disruption import disruption_lock
 from netprobe import tcp_probe
 
 opensearchpy = pytest.importorskip("opensearchpy")
@@ -294,12 +295,25 @@ class SearchLoad:
 
 
 @pytest.fixture
-def loaded_index(admin):
+def cluster_disruption(host, inventory):
+    """A disruptive cluster test: runs once (on the tier's first host), and
+    never beside another one (a killed node during a rolling restart would
+    stop the restart). Skips before anything is created on the other hosts."""
+    if not _is_first(host, inventory):
+        pytest.skip("runs once, on the tier's first host")
+    with disruption_lock("opensearch"):
+        yield
+
+
+@pytest.fixture
+def loaded_index(cluster_disruption, os_client):
+    admin = os_client("admin", timeout=60)
     index = f"search-load-{uuid.uuid4().hex[:8]}"
     admin.indices.create(index=index, body={"settings": {"number_of_shards": 3, "number_of_replicas": 1}})
     admin.bulk(body="".join(f'{{"index":{{"_index":"{index}"}}}}\n{{"title":"doc {i}"}}\n'
                             for i in range(1000)), params={"refresh": "true"})
-    admin.cluster.health(index=index, params={"wait_for_status": "green"})
+    admin.cluster.health(index=index, params={"wait_for_status": "green", "timeout": "120s"},
+                         request_timeout=130)
     yield index
     admin.indices.delete(index=index, params={"ignore_unavailable": "true"})
 
@@ -320,9 +334,7 @@ def _wait_status(client, wanted, seconds, nodes=None):
 
 
 @pytest.mark.disruptive
-def test_killed_node_loses_no_search(host, inventory, os_client, loaded_index, peer):
-    if not _is_first(host, inventory):
-        pytest.skip("runs once, on the tier's first host")
+def test_killed_node_loses_no_search(inventory, os_client, loaded_index, peer):
     victim = _nodes(inventory)[-1]
     client = os_client("app", max_retries=3, retry_on_timeout=True)
     admin = os_client("admin")
@@ -347,9 +359,7 @@ def test_killed_node_loses_no_search(host, inventory, os_client, loaded_index, p
 
 
 @pytest.mark.disruptive
-def test_rolling_restart_loses_no_search(host, inventory, os_client, loaded_index):
-    if not _is_first(host, inventory):
-        pytest.skip("runs once, on the tier's first host")
+def test_rolling_restart_loses_no_search(inventory, os_client, loaded_index):
     import subprocess
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     client = os_client("app", max_retries=3, retry_on_timeout=True)
