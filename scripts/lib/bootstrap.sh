@@ -211,6 +211,25 @@ activate_venv() {
   # shellcheck disable=SC1091
   source "${VENV}/bin/activate"
   export ANSIBLE_CONFIG="${PROJECT_ROOT}/ansible.cfg"
+  use_mitogen
+}
+
+# Mitogen for Ansible (requirements.txt) runs the plays over SSH (the lab's
+# converges, the day-2 playbooks the acceptance suite runs): one persistent
+# Python per host instead of a new interpreter and module upload per task,
+# which halved the lab's converge time on 2 cores (docs/benchmarks.md). It
+# is a strategy plugin, chosen here by environment and not in ansible.cfg,
+# so the product needs no Mitogen: users opt in the same way (README).
+# ANSIBLE_STRATEGY=linear turns it off. Connections Mitogen does not handle
+# (Molecule's community.docker.docker) run as plain Ansible; scripts/test
+# also runs Molecule and the controller tests with the linear strategy, so
+# every role is still tested on stock Ansible.
+use_mitogen() {
+  local dir
+  dir="$(echo "${VENV}"/lib/python3*/site-packages/ansible_mitogen/plugins/strategy)"
+  [ -d "$dir" ] || return 0
+  export ANSIBLE_STRATEGY_PLUGINS="$dir"
+  export ANSIBLE_STRATEGY="${ANSIBLE_STRATEGY:-mitogen_linear}"
 }
 
 ensure_lab_kernel() {
