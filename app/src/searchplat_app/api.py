@@ -31,6 +31,14 @@ def error_response(status: int, code: str, message: str,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def backend_unavailable(operation: str, exc: OpenSearchException,
+                        code: str = "search_unavailable") -> JSONResponse:
+    """503 for a failed OpenSearch call: counted and logged, never shown."""
+    record_error(operation, exc)
+    return error_response(503, code, "the search backend is unavailable, try again later",
+                          headers={"Retry-After": "5"})
+
+
 def input_error_response(exc: InputError) -> JSONResponse:
     if exc.details:
         return error_response(exc.status, exc.code, exc.message, details=exc.details)
@@ -110,11 +118,8 @@ def search(request: Request, q: str | None = None, page: str | None = None,
             record_error("create_index", create_exc)
         response = {"took": 0, "hits": {"total": {"value": 0}, "hits": []}}
     except OpenSearchException as exc:
-        record_error("search", exc)
         metrics.SEARCHES.labels(outcome="error").inc()
-        return error_response(503, "search_unavailable",
-                              "the search backend is unavailable, try again later",
-                              headers={"Retry-After": "5"})
+        return backend_unavailable("search", exc)
     hits = response.get("hits", {})
     total = hits.get("total", 0)
     metrics.SEARCHES.labels(outcome="ok").inc()
@@ -188,11 +193,8 @@ async def ingest(request: Request, refresh: str | None = None) -> JSONResponse:
             _backend(request).bulk_index, documents, refresh=refresh == "true"
         )
     except OpenSearchException as exc:
-        record_error("bulk", exc)
         metrics.INGEST_REQUESTS.labels(outcome="error").inc()
-        return error_response(503, "ingest_unavailable",
-                              "the search backend is unavailable, try again later",
-                              headers={"Retry-After": "5"})
+        return backend_unavailable("bulk", exc, code="ingest_unavailable")
     metrics.INGEST_REQUESTS.labels(outcome="ok").inc()
     metrics.INGEST_DOCUMENTS.labels(result="indexed").inc(result["indexed"])
     metrics.INGEST_DOCUMENTS.labels(result="failed").inc(result["failed"])

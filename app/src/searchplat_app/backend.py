@@ -54,22 +54,24 @@ INDEX_MAPPINGS: dict[str, Any] = {
 SEARCH_FIELDS = ["title^2", "body"]
 
 
+# Failure labels, most specific class first (ConnectionTimeout and SSLError
+# are ConnectionErrors; every one of them is a TransportError).
+_ERROR_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionTimeout, "timeout"),
+    (SSLError, "tls"),
+    (OSConnectionError, "connection"),
+    (AuthenticationException, "authentication"),
+    (AuthorizationException, "authorization"),
+    (NotFoundError, "not_found"),
+    (RequestError, "bad_request"),
+)
+
+
 def error_kind(exc: BaseException) -> str:
     """A short, bounded label for an OpenSearch failure (metrics, logs)."""
-    if isinstance(exc, ConnectionTimeout):
-        return "timeout"
-    if isinstance(exc, SSLError):
-        return "tls"
-    if isinstance(exc, OSConnectionError):
-        return "connection"
-    if isinstance(exc, AuthenticationException):
-        return "authentication"
-    if isinstance(exc, AuthorizationException):
-        return "authorization"
-    if isinstance(exc, NotFoundError):
-        return "not_found"
-    if isinstance(exc, RequestError):
-        return "bad_request"
+    for cls, kind in _ERROR_KINDS:
+        if isinstance(exc, cls):
+            return kind
     if isinstance(exc, TransportError):
         return f"http_{exc.status_code}" if isinstance(exc.status_code, int) else "transport"
     return "other"
