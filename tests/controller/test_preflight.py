@@ -204,6 +204,26 @@ def _opensearch_short_password(inv):
     _vars(inv)["opensearch_app_password"] = "short"
 
 
+def _snapshot_server(inv):
+    _children(inv)["snapshot_server"] = {"hosts": {"svc1": {}}}
+    _vars(inv)["opensearch_uid"] = 9200
+    _vars(inv)["opensearch_gid"] = 9200
+
+
+def _nfs_client_not_an_address(inv):
+    _snapshot_server(inv)
+    _vars(inv)["snapshot_extra_clients"] = ["backup.example.net"]
+
+
+def _nfs_without_fixed_ids(inv):
+    _snapshot_server(inv)
+    del _vars(inv)["opensearch_uid"]
+
+
+def _opensearch_uid_not_an_integer(inv):
+    _vars(inv)["opensearch_uid"] = "opensearch"
+
+
 def _bad_fail2ban_type(inv):
     _vars(inv)["fail2ban_maxretry"] = "many"
 
@@ -242,6 +262,12 @@ CASES = [
     ("opensearch-archive-without-checksum", _opensearch_archive_without_checksum, r"opensearch_archive_checksum to \"sha256:"),
     ("opensearch-unknown-node-role", _opensearch_bad_node_role, r"opensearch_node_roles must be a non-empty subset.*unknown: master"),
     ("opensearch-password-too-short", _opensearch_short_password, r"must each be 8 to 72 bytes"),
+    ("opensearch-uid-not-an-integer", _opensearch_uid_not_an_integer,
+     r"opensearch_uid \(got \W*opensearch\W*\) and opensearch_gid .* must each be empty .* or an integer 100-65533"),
+    ("nfs-export-client-not-an-address", _nfs_client_not_an_address,
+     r"client \W*backup\.example\.net\W* is not an IPv4 address or CIDR"),
+    ("nfs-snapshot-server-without-fixed-uid", _nfs_without_fixed_ids,
+     r"opensearch_uid and opensearch_gid must be set for the opensearch group"),
 ]
 
 
