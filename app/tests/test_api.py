@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 
 import certifi
@@ -184,8 +185,10 @@ def test_ingest_bad_refresh_value(client: TestClient) -> None:
 def test_health_and_live(client: TestClient) -> None:
     for path in ("/health", "/live"):
         response = client.get(path)
-        assert response.status_code == 200 and response.json() == {"status": "ok"}
+        assert response.status_code == 200 and response.json()["status"] == "ok"
         assert client.head(path).status_code == 200
+    assert client.get("/health").json()["instance"] == socket.gethostname()
+    assert client.get("/live").json() == {"status": "ok"}
 
 
 def test_ready_when_opensearch_is_up(client: TestClient, settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -51,8 +52,10 @@ def _backend(request: Request) -> Backend:
 
 @router.api_route("/health", methods=["GET", "HEAD"])
 def health() -> dict[str, str]:
-    """Liveness: no dependency is checked. (HEAD too, for load balancer checks.)"""
-    return {"status": "ok"}
+    """Liveness: no dependency is checked. (HEAD too, for load balancer checks.)
+    Names the instance that answered, so an operator (or a test) behind the
+    load balancer sees which app server served the request."""
+    return {"status": "ok", "instance": socket.gethostname()}
 
 
 @router.api_route("/live", methods=["GET", "HEAD"])

@@ -88,5 +88,6 @@ class RequestContextMiddleware:
                 "status": state["status"],
                 "duration_ms": round(duration * 1000, 2),
                 "client": (scope.get("client") or ("", 0))[0],
+                "scheme": scope.get("scheme", ""),
             }})
             request_id_var.reset(token)
