@@ -1,10 +1,10 @@
 """Load balancers (roles/lb_nginx, roles/lb_haproxy, roles/pki) on every LB.
 
 Real clients: Python's TLS stack and sslyze from the controller, curl from a
-lab host (rate limits, private status pages), hey for bounded load. Upstreams
-are the app servers on their private address: the real app when it listens
-there, otherwise a placeholder (files/placeholder_app.py) that the session
-starts as a systemd unit on each app server.
+lab host (rate limits, private status pages), hey for bounded load. The
+upstreams are the app servers' real service (roles/app, the reference app in
+app/): its /health names the instance that answered, and its JSON access log
+shows what the load balancer passed on (client address, scheme, request id).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from netprobe import tcp_probe
 
 pytestmark = pytest.mark.groups("loadbalancers")
 
-PLACEHOLDER_UNIT = "searchplat-placeholder-app"
+
 HERE = os.path.dirname(__file__)
 
 
@@ -48,20 +48,19 @@ def app_port(inventory) -> int:
 
 
 @pytest.fixture(scope="session")
+def app_service(inventory) -> str:
+    apps = inventory.hosts_in("app_servers")
+    return inventory.hostvars(sorted(apps)[0]).get("app_service_name", "searchplat-app") if apps else ""
+
+
+@pytest.fixture(scope="session")
 def upstreams(inventory, peer, app_port):
-    """{app server: address}; each serves app_port (placeholder if nothing does)."""
-    servers, missing = {}, []
-    for name in inventory.hosts_in("app_servers"):
-        servers[name] = inventory.address(name)
-        if tcp_probe(peer(name), servers[name], app_port, timeout=2) != "open":
-            missing.append(name)  # neither the real app nor another worker's placeholder
+    """{app server: address}; each must serve app_port (the app tier)."""
+    servers = {name: inventory.address(name) for name in inventory.hosts_in("app_servers")}
     assert servers, "no app_servers in the inventory"
-    if missing:
-        proc = subprocess.run(
-            [os.path.join(HERE, "files", "placeholder_upstreams.sh"), inventory.path,
-             ",".join(missing), str(app_port)],
-            cwd=os.path.abspath(os.path.join(HERE, "..", "..")), capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    closed = [name for name, address in servers.items()
+              if tcp_probe(peer(name), address, app_port, timeout=2) != "open"]
+    assert not closed, f"nothing serves {app_port} on {closed}: converge the app tier (playbooks/app.yml)"
     return servers
 
 
@@ -135,17 +134,38 @@ def _handshake(lb, minimum=None, maximum=None):
             return tls.version(), tls.selected_alpn_protocol()
 
 
-def test_https_through_the_load_balancer(lb):
-    status, headers, body = _get(lb, "/", headers={"X-Request-ID": "acceptance-req-1"})
+def _app_log_entry(peer, upstreams, app_service, request_id, seconds=20):
+    """The app's JSON access-log entry of one request, from whichever app
+    server logged it: (server, entry)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        for name in upstreams:
+            app = peer(name)
+            with app.sudo():
+                out = app.run(f"journalctl -u {app_service} --since -5min -o cat --no-pager")
+            for line in out.stdout.splitlines():
+                if request_id in line and line.startswith("{"):
+                    entry = json.loads(line)
+                    if entry.get("request_id") == request_id and entry.get("message") == "request":
+                        return name, entry
+        time.sleep(1)
+    raise AssertionError(f"no app server logged request {request_id}")
+
+
+def test_https_through_the_load_balancer(lb, peer, app_service):
+    status, headers, body = _get(lb, "/health")
     assert status == 200, body[:300]
-    echo = json.loads(body)
-    assert echo["backend"] in lb["upstreams"], echo
-    assert echo["x_forwarded_proto"] == "https"
-    assert echo["x_forwarded_for"], "X-Forwarded-For not passed to the app"
-    assert echo["x_request_id"] == "acceptance-req-1"
-    # Without one from the client, the LB makes one up.
-    _, _, body = _get(lb, "/")
-    assert json.loads(body)["x_request_id"], "no X-Request-ID generated"
+    assert json.loads(body)["instance"] in lb["upstreams"]
+    # Without one from the client, the LB makes up a request id.
+    assert headers.get("x-request-id"), "no X-Request-ID generated"
+    # The client's own id travels to the app, which logs it with the
+    # client's address (X-Forwarded-For) and the scheme (X-Forwarded-Proto).
+    rid = f"acceptance-{lb['name']}-{int(time.time() * 1000)}"
+    status, headers, _ = _get(lb, "/search?q=forwarded", headers={"X-Request-ID": rid})
+    assert status == 200 and headers.get("x-request-id") == rid
+    server, entry = _app_log_entry(peer, lb["upstreams"], app_service, rid)
+    assert entry["scheme"] == "https", entry
+    assert entry["client"] not in (lb["address"], ""), f"{server} logged the LB, not the client: {entry}"
 
 
 def test_tls_versions_and_http2(lb):
@@ -211,11 +231,11 @@ def test_rate_limit_answers_429(lb, inventory, peer):
     """A client over its rate gets 429 (a lab host: limited like any client)."""
     client = peer(inventory.hosts_in("app_servers")[0])
     # 300 requests from one curl, 50 at a time (URL globbing gives distinct
-    # paths; the app answers any path).
+    # query strings on the cheapest path).
     out = client.run(
         f"curl -sk --parallel --parallel-max 50 --max-time 20 "
         f"--resolve {lb['server_name']}:443:{lb['address']} -o /dev/null -w '%{{http_code}}\\n' "
-        f"'https://{lb['server_name']}/rate-probe-[1-300]'").stdout.split()
+        f"'https://{lb['server_name']}/live?rate-probe=[1-300]'").stdout.split()
     assert "429" in out, f"no 429 among {len(out)} fast requests: {sorted(set(out))}"
     assert "200" in out, "every request was refused"
 
@@ -272,11 +292,11 @@ def _hey_result(proc, stop=False):
 
 
 @pytest.mark.disruptive
-def test_failover_loses_no_request(lb, peer, inventory, lb_disruption):
+def test_failover_loses_no_request(lb, peer, app_service, lb_disruption):
     """One of the app servers stops and comes back under load: zero failures."""
     victim = sorted(lb["upstreams"])[1 % len(lb["upstreams"])]
     app = peer(victim)
-    unit = PLACEHOLDER_UNIT if app.service(PLACEHOLDER_UNIT).is_running else "searchplat-app"
+    unit = app_service
     load = _start_hey(lb, 25)
     time.sleep(5)
     with app.sudo():
@@ -289,7 +309,7 @@ def test_failover_loses_no_request(lb, peer, inventory, lb_disruption):
     # The returning server gets traffic again (health checks bring it back).
     deadline, seen = time.time() + 30, set()
     while victim not in seen and time.time() < deadline:
-        seen.add(json.loads(_get(lb, "/")[2])["backend"])
+        seen.add(json.loads(_get(lb, "/health")[2])["instance"])
     assert victim in seen, f"{victim} received no traffic after it came back (saw {seen})"
 
 
