@@ -51,6 +51,7 @@ VALID = {
             "loadbalancer_app_health_path": "/ready",
             "loadbalancer_stats_password": "preflight-test-only",
             **{f"opensearch_{u}_password": f"preflight-{u}-only" for u in ("admin", "app", "monitoring", "backup")},
+            "searchplat_app_ingest_token": "preflight-ingest-token-only",
         },
         "children": {
             "loadbalancers": {"hosts": {"svc1": _host("10.9.0.11")}},
@@ -229,6 +230,23 @@ def _bad_fail2ban_type(inv):
 
 
 # (case id, mutation, regex the failure output must contain)
+def _app_without_ingest_token(inv):
+    del _vars(inv)["searchplat_app_ingest_token"]
+
+
+def _app_port_not_the_lbs(inv):
+    _vars(inv)["app_port"] = 8001
+
+
+def _app_reserved_port(inv):
+    _vars(inv)["app_port"] = 9100
+    _vars(inv)["loadbalancer_app_port"] = 9100
+
+
+def _app_one_release_kept(inv):
+    _vars(inv)["app_releases_keep"] = 1
+
+
 CASES = [
     ("missing-group", _missing_group, r"Group 'app_servers' is missing or empty"),
     ("empty-group", _empty_group, r"Group 'monitoring' is missing or empty"),
@@ -268,6 +286,11 @@ CASES = [
      r"client \W*backup\.example\.net\W* is not an IPv4 address or CIDR"),
     ("nfs-snapshot-server-without-fixed-uid", _nfs_without_fixed_ids,
      r"opensearch_uid and opensearch_gid must be set for the opensearch group"),
+    ("app-without-ingest-token", _app_without_ingest_token, r"missing or empty SEARCHPLAT_INGEST_TOKEN"),
+    ("app-port-differs-from-lbs", _app_port_not_the_lbs,
+     r"The load balancers send to port 8000 .* app servers listen on 8001 \(app_port\): set both to the same port"),
+    ("app-port-reserved", _app_reserved_port, r"a port 1-65535 that no other service of the platform uses on the host"),
+    ("app-one-release-kept", _app_one_release_kept, r"app_releases_keep at least 2, the current and the rollback target"),
 ]
 
 
