@@ -226,26 +226,26 @@ def test_ready_is_503_while_opensearch_is_unreachable(host, inventory, app_cfg):
         pytest.skip("one app server is enough (the others keep serving)")
     address = inventory.address(_name(host))
     rule = "OUTPUT -p tcp --dport 9200 -j REJECT --reject-with tcp-reset"
+
+    def ready_becomes(wanted):
+        deadline, status, body = time.time() + 60, 0, ""
+        while time.time() < deadline:
+            status, body = local_get(host, address, app_cfg["port"], app_cfg["ready_path"])
+            if status == wanted:
+                break
+            time.sleep(2)
+        return status, body
+
     with disruption_lock("lb"), host.sudo():
         host.run_expect([0], f"iptables -I {rule}")
         try:
-            deadline, status = time.time() + 60, 0
-            while time.time() < deadline:
-                status, body = local_get(host, address, app_cfg["port"], app_cfg["ready_path"])
-                if status == 503:
-                    break
-                time.sleep(2)
+            status, body = ready_becomes(503)
             assert status == 503, f"/ready still {status} with OpenSearch blocked"
             assert json.loads(body)["status"] == "not_ready"
             assert local_get(host, address, app_cfg["port"], "/health")[0] == 200
         finally:
             host.run(f"iptables -D {rule}")
-        deadline, status = time.time() + 60, 0
-        while time.time() < deadline:
-            status, _ = local_get(host, address, app_cfg["port"], app_cfg["ready_path"])
-            if status == 200:
-                break
-            time.sleep(2)
+        status, _ = ready_becomes(200)
         assert status == 200, f"/ready {status} after OpenSearch became reachable again"
 
 
