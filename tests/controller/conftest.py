@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import subprocess
 
 import pytest
 
@@ -22,3 +23,14 @@ def ansible_env() -> dict:
     # Keep the test's facts out of the lab's fact cache.
     env["ANSIBLE_CACHE_PLUGIN"] = "memory"
     return env
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of promtool from Debian's package, unpacked into the cache
+    (scripts/lib/promtool.sh; nothing installed on the controller)."""
+    result = subprocess.run([str(PROJECT_ROOT / "scripts" / "lib" / "promtool.sh"), "promtool"],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"scripts/lib/promtool.sh could not provide promtool: {result.stderr}")
+    return result.stdout.strip().splitlines()[-1]
