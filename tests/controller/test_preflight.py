@@ -247,6 +247,18 @@ def _app_one_release_kept(inv):
     _vars(inv)["app_releases_keep"] = 1
 
 
+def _monitoring_unknown_scrape_group(inv):
+    _vars(inv)["monitoring_scrape_groups"] = ["all", "databases"]
+
+
+def _prometheus_retention_not_a_duration(inv):
+    _vars(inv)["prometheus_retention_time"] = "15 days"
+
+
+def _alertmanager_unknown_receiver(inv):
+    _vars(inv)["alertmanager_route_critical_receiver"] = "pagerduty"
+
+
 CASES = [
     ("missing-group", _missing_group, r"Group 'app_servers' is missing or empty"),
     ("empty-group", _empty_group, r"Group 'monitoring' is missing or empty"),
@@ -291,6 +303,10 @@ CASES = [
      r"The load balancers send to port 8000 .* app servers listen on 8001 \(app_port\): set both to the same port"),
     ("app-port-reserved", _app_reserved_port, r"a port 1-65535 that no other service of the platform uses on the host"),
     ("app-one-release-kept", _app_one_release_kept, r"app_releases_keep at least 2, the current and the rollback target"),
+    ("monitoring-unknown-scrape-group", _monitoring_unknown_scrape_group,
+     r"monitoring_scrape_groups names databases, which the inventory does not have"),
+    ("prometheus-retention-not-a-duration", _prometheus_retention_not_a_duration, r"prometheus_retention_time"),
+    ("alertmanager-unknown-receiver", _alertmanager_unknown_receiver, r"pagerduty"),
 ]
 
 
