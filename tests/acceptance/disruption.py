@@ -4,6 +4,10 @@ A test that stops a node or an engine must never overlap another test that
 needs the same tier whole (a load test, a rolling restart). A lock file on
 the controller serialises them; pytest-xdist's ``--dist loadgroup`` cannot,
 since with pytest 9 it no longer groups anything (docs/testing.md).
+
+The lock is re-entrant within a worker: a session fixture that takes it
+(e.g. to wait out a rolling deploy) may be set up inside a test that
+already holds it.
 """
 
 from __future__ import annotations
@@ -13,13 +17,24 @@ import fcntl
 import os
 import tempfile
 
+_held: dict[str, int] = {}
+
 
 @contextlib.contextmanager
 def disruption_lock(tier: str):
-    path = os.path.join(tempfile.gettempdir(), f"searchplat-{tier}-disruption.lock")
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    if _held.get(tier):
+        _held[tier] += 1
         try:
             yield
         finally:
+            _held[tier] -= 1
+        return
+    path = os.path.join(tempfile.gettempdir(), f"searchplat-{tier}-disruption.lock")
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _held[tier] = 1
+        try:
+            yield
+        finally:
+            _held[tier] = 0
             fcntl.flock(lock, fcntl.LOCK_UN)

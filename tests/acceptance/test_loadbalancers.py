@@ -58,8 +58,17 @@ def upstreams(inventory, peer, app_port):
     """{app server: address}; each must serve app_port (the app tier)."""
     servers = {name: inventory.address(name) for name in inventory.hosts_in("app_servers")}
     assert servers, "no app_servers in the inventory"
-    closed = [name for name, address in servers.items()
-              if tcp_probe(peer(name), address, app_port, timeout=2) != "open"]
+    # Under the LB tier's lock: a rolling deploy in another worker (it holds
+    # the lock until every server is back) is never mistaken for a missing
+    # app tier; a server restarting anyway gets a minute.
+    with disruption_lock("lb"):
+        deadline = time.monotonic() + 60
+        while True:
+            closed = [name for name, address in servers.items()
+                      if tcp_probe(peer(name), address, app_port, timeout=2) != "open"]
+            if not closed or time.monotonic() > deadline:
+                break
+            time.sleep(2)
     assert not closed, f"nothing serves {app_port} on {closed}: converge the app tier (playbooks/app.yml)"
     return servers
 
