@@ -15,13 +15,16 @@ def project_root() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def ansible_env() -> dict:
+def ansible_env(tmp_path_factory) -> dict:
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(PROJECT_ROOT / "ansible.cfg")
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
-    # Keep the test's facts out of the lab's fact cache.
-    env["ANSIBLE_CACHE_PLUGIN"] = "memory"
+    # A fact cache of this test session's own (never the lab's): the
+    # preflight cases all target the same container, so only the first run
+    # of each worker gathers facts (ansible.cfg: gathering = smart).
+    env["ANSIBLE_CACHE_PLUGIN"] = "jsonfile"
+    env["ANSIBLE_CACHE_PLUGIN_CONNECTION"] = str(tmp_path_factory.mktemp("facts"))
     return env
 
 
