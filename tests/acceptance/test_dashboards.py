@@ -9,9 +9,8 @@ and every panel not listed in MAY_BE_EMPTY must return data: a metric name
 that no exporter exports, or a label that does not exist, shows up as an
 empty core panel.
 
-The queries run on the monitoring host itself (python3, no curl needed):
-the port matrix opens 9090 only to the monitoring and load-balancer groups,
-not to the controller.
+The queries run on the monitoring host itself (python3, no curl needed),
+over HTTPS as the platform's Prometheus user (prometheus_api.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+import urllib.parse
 
+import prometheus_api
 import pytest
 
 pytestmark = pytest.mark.groups("monitoring")
@@ -47,23 +48,6 @@ MAY_BE_EMPTY = {
 # ago has not yet two samples for rate()).
 SETTLE_SECONDS = 120
 
-QUERY_SCRIPT = r"""
-import json, sys, urllib.parse, urllib.request
-base, queries = sys.argv[1], json.loads(sys.argv[2])
-out = []
-for q in queries:
-    url = base + "/api/v1/query?" + urllib.parse.urlencode({"query": q})
-    try:
-        body = urllib.request.urlopen(url, timeout=20).read().decode()
-    except urllib.error.HTTPError as e:
-        body = e.read().decode()
-    except Exception as e:
-        body = json.dumps({"status": "error", "error": repr(e)})
-    out.append(json.loads(body))
-print(json.dumps(out))
-"""
-
-
 def substitute(expr: str) -> str:
     for variable, value in SUBSTITUTIONS.items():
         expr = expr.replace(variable, value)
@@ -84,25 +68,26 @@ def dashboard_targets():
 TARGETS = dashboard_targets()
 
 
-def query_all(host, base, exprs):
-    out = host.check_output("python3 -c %s %s %s", QUERY_SCRIPT, base, json.dumps(exprs))
-    return json.loads(out)
+def query_all(host, inventory, exprs):
+    """Prometheus's answer to each instant query (an error status when the
+    query is refused or the request fails)."""
+    replies = prometheus_api.get_many(
+        host, inventory, ["/api/v1/query?" + urllib.parse.urlencode({"query": q}) for q in exprs])
+    out = []
+    for reply in replies:
+        try:
+            out.append(json.loads(reply["body"]))
+        except ValueError:
+            out.append({"status": "error", "error": f"HTTP {reply['status']}: {reply['body'][:200]}"})
+    return out
 
 
-@pytest.fixture(scope="module")
-def prometheus_url(host, inventory):
-    name = host.backend.get_hostname()
-    hv = inventory.hostvars(name)
-    address = hv.get("prometheus_private_address") or inventory.address(name)
-    return f"http://{address}:9090"
-
-
-def test_every_panel_query_succeeds_and_core_panels_have_data(host, prometheus_url):
+def test_every_panel_query_succeeds_and_core_panels_have_data(host, inventory):
     assert TARGETS, "no dashboard targets found"
     exprs = [t[3] for t in TARGETS]
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
-        results = query_all(host, prometheus_url, exprs)
+        results = query_all(host, inventory, exprs)
         failed = [(t[0], t[1], t[2], r.get("errorType"), r.get("error"))
                   for t, r in zip(TARGETS, results) if r.get("status") != "success"]
         assert not failed, f"queries Prometheus refused: {failed}"
@@ -117,9 +102,9 @@ def test_every_panel_query_succeeds_and_core_panels_have_data(host, prometheus_u
     assert not empty, f"core panels without data (dashboard, title): {empty}"
 
 
-def test_exporters_report_up(host, prometheus_url):
+def test_exporters_report_up(host, inventory):
     """The OpenSearch exporter reaches the cluster as the monitoring user, and the blackbox probes pass."""
-    results = query_all(host, prometheus_url, ["elasticsearch_cluster_health_up", "probe_success"])
+    results = query_all(host, inventory, ["elasticsearch_cluster_health_up", "probe_success"])
     es = results[0]["data"]["result"]
     assert es and all(r["value"][1] == "1" for r in es), f"elasticsearch_cluster_health_up: {es}"
     probes = results[1]["data"]["result"]
@@ -128,9 +113,9 @@ def test_exporters_report_up(host, prometheus_url):
     assert not failing, f"failing probes: {failing}"
 
 
-def test_node_exporter_scraped_on_every_host(host, inventory, prometheus_url):
+def test_node_exporter_scraped_on_every_host(host, inventory):
     """Every inventory host's node exporter is a target, and up."""
-    result = query_all(host, prometheus_url, ["node_uname_info"])[0]["data"]["result"]
+    result = query_all(host, inventory, ["node_uname_info"])[0]["data"]["result"]
     scraped = {r["metric"].get("instance", "") for r in result}
     missing = [h for h in inventory.all_hosts()
                if not any(i == h or i.startswith(inventory.address(h) + ":") or i.startswith(h + ":") for i in scraped)]

@@ -2,7 +2,8 @@
 
 Against the live Prometheus and Alertmanager of each monitoring host, through
 their HTTP APIs, queried from that host itself (their private address; the
-firewall opens 9090 and 9093 to the monitoring group). The end-to-end alert
+firewall opens 9090 and 9093 to the monitoring group). Prometheus answers
+over HTTPS with basic auth only (prometheus_api.py). The end-to-end alert
 test stops a real app server and waits for the alert in Alertmanager.
 """
 
@@ -12,6 +13,7 @@ import json
 import time
 import urllib.parse
 
+import prometheus_api
 import pytest
 from disruption import disruption_lock
 
@@ -23,7 +25,8 @@ def _name(host) -> str:
 
 
 def api(host, inventory, port, path):
-    """GET http://<private address>:<port><path> from the monitoring host; JSON."""
+    """GET http://<private address>:<port><path> from the monitoring host; JSON
+    (Alertmanager: plain HTTP, reachable from the monitoring group only)."""
     url = f"http://{inventory.address(_name(host))}:{port}{path}"
     code = ("import sys, urllib.request; "
             "print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())")
@@ -31,7 +34,20 @@ def api(host, inventory, port, path):
 
 
 def prom(host, inventory, path):
-    return api(host, inventory, 9090, path)
+    """Prometheus's API over HTTPS as the platform's Prometheus user."""
+    return prometheus_api.get_json(host, inventory, path)
+
+
+def test_prometheus_web_needs_tls_and_credentials(host, inventory):
+    """HTTPS verified against the platform CA; without credentials 401 on
+    the UI, the API and /metrics; plain HTTP gets no answer it could use."""
+    anonymous = prometheus_api.get_many(host, inventory, ["/api/v1/status/buildinfo", "/graph", "/metrics"],
+                                        authenticated=False)
+    assert [r["status"] for r in anonymous] == [401, 401, 401], anonymous
+    assert prom(host, inventory, "/api/v1/status/buildinfo")["status"] == "success"
+    plain = host.run("python3 -c %s %s", "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)",
+                     prometheus_api.base_url(host, inventory).replace("https:", "http:") + "/-/ready")
+    assert plain.rc != 0, "Prometheus answered plain HTTP"
 
 
 def targets(host, inventory):

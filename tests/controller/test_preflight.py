@@ -52,6 +52,7 @@ VALID = {
             "loadbalancer_stats_password": "preflight-test-only",
             **{f"opensearch_{u}_password": f"preflight-{u}-only" for u in ("admin", "app", "monitoring", "backup")},
             "searchplat_app_ingest_token": "preflight-ingest-token-only",
+            "monitoring_prometheus_password": "preflight-prometheus-only",
         },
         "children": {
             "loadbalancers": {"hosts": {"svc1": _host("10.9.0.11")}},
@@ -247,6 +248,10 @@ def _app_one_release_kept(inv):
     _vars(inv)["app_releases_keep"] = 1
 
 
+def _monitoring_without_prometheus_password(inv):
+    del _vars(inv)["monitoring_prometheus_password"]
+
+
 def _monitoring_unknown_scrape_group(inv):
     _vars(inv)["monitoring_scrape_groups"] = ["all", "databases"]
 
@@ -303,6 +308,8 @@ CASES = [
      r"The load balancers send to port 8000 .* app servers listen on 8001 \(app_port\): set both to the same port"),
     ("app-port-reserved", _app_reserved_port, r"a port 1-65535 that no other service of the platform uses on the host"),
     ("app-one-release-kept", _app_one_release_kept, r"app_releases_keep at least 2, the current and the rollback target"),
+    ("monitoring-without-prometheus-password", _monitoring_without_prometheus_password,
+     r"monitoring_prometheus_password must be set, 8 to 72 bytes"),
     ("monitoring-unknown-scrape-group", _monitoring_unknown_scrape_group,
      r"monitoring_scrape_groups names databases, which the inventory does not have"),
     ("prometheus-retention-not-a-duration", _prometheus_retention_not_a_duration, r"prometheus_retention_time"),

@@ -1,0 +1,72 @@
+"""Prometheus's HTTP API, read on a monitoring host itself.
+
+The platform serves Prometheus over HTTPS (a certificate from the platform
+CA) with basic auth (playbooks/vars/monitoring.yml). The reader runs with
+sudo on the monitoring host: it verifies the certificate against
+/etc/ssl/searchplat/ca.crt and takes the password from the file the
+self-scrape job uses (/etc/prometheus/secrets/prometheus.password, root and
+the prometheus group only), so no password crosses a command line or the
+test's output. The port matrix opens 9090 only to the monitoring and
+load-balancer groups, not to the controller.
+"""
+
+from __future__ import annotations
+
+import json
+
+CA_FILE = "/etc/ssl/searchplat/ca.crt"
+PASSWORD_FILE = "/etc/prometheus/secrets/prometheus.password"
+
+# argv: base URL, user, password file ('' for none), JSON list of paths.
+# Prints a JSON list with one entry per path: {"status": HTTP status, "body": text}.
+READER = r"""
+import base64, json, ssl, sys, urllib.error, urllib.request
+base, user, pwfile, paths = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+headers = {}
+if pwfile:
+    password = open(pwfile).read().rstrip("\n")
+    headers["Authorization"] = "Basic " + base64.b64encode((user + ":" + password).encode()).decode()
+context = ssl.create_default_context(cafile=sys.argv[5]) if base.startswith("https:") else None
+out = []
+for path in paths:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=20,
+                                    context=context) as r:
+            out.append({"status": r.status, "body": r.read().decode()})
+    except urllib.error.HTTPError as e:
+        out.append({"status": e.code, "body": e.read().decode()})
+    except Exception as e:
+        out.append({"status": 0, "body": repr(e)})
+print(json.dumps(out))
+"""
+
+
+def _name(host) -> str:
+    return host.backend.get_hostname()
+
+
+def base_url(host, inventory) -> str:
+    name = _name(host)
+    address = inventory.hostvars(name).get("prometheus_private_address") or inventory.address(name)
+    return f"https://{address}:9090"
+
+
+def user(host, inventory) -> str:
+    return str(inventory.hostvars(_name(host)).get("monitoring_prometheus_user") or "prometheus")
+
+
+def get_many(host, inventory, paths, authenticated=True):
+    """[{status, body}] for each path, as the platform's Prometheus user
+    (or without credentials)."""
+    with host.sudo():
+        out = host.check_output("python3 -c %s %s %s %s %s %s", READER, base_url(host, inventory),
+                                user(host, inventory), PASSWORD_FILE if authenticated else "",
+                                json.dumps(list(paths)), CA_FILE)
+    return json.loads(out)
+
+
+def get_json(host, inventory, path):
+    """The JSON body of one authenticated GET; fails on any status but 200."""
+    reply = get_many(host, inventory, [path])[0]
+    assert reply["status"] == 200, f"GET {path}: {reply['status']} {reply['body'][:300]}"
+    return json.loads(reply["body"])
