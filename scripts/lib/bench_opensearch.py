@@ -7,6 +7,10 @@
    documents per second including the final refresh.
 3. search: multi-field match queries of one or two corpus words, sequential,
    as the app user; p50/p95/p99 latency (client side) and queries/s.
+4. snapshot and restore: the bench index snapshotted into the platform's
+   snapshot repository (the NFS-backed shared file system) as the backup
+   user, then restored under a new name as the admin user; wall time of
+   each (wait_for_completion) and the restored document count.
 
 Usage: python bench_opensearch.py INVENTORY [DOCS] [QUERIES]
 """
@@ -109,6 +113,29 @@ def main():
     qs = statistics.quantiles(latencies, n=100)
     print(f"{'search (' + str(queries) + ' multi_match queries, sequential, app user)':58s} "
           f"{queries / elapsed:8.0f} q/s   p50 {qs[49]:.1f} ms   p95 {qs[94]:.1f} ms   p99 {qs[98]:.1f} ms")
+
+    # 4. snapshot and restore
+    repo = str(hostvars(inventory, nodes[0]).get("opensearch_snapshot_repository_name", "searchplat-fs"))
+    backup = client(str(hostvars(inventory, nodes[0]).get("opensearch_backup_user", "backup")),
+                    secret(inventory, nodes[0], "opensearch_backup_password"))
+    snapshot, restored = f"{index}-snap", f"{index}-restored"
+    size = admin.indices.stats(index=index, metric="store")["_all"]["primaries"]["store"]["size_in_bytes"]
+    start = time.monotonic()
+    backup.snapshot.create(repository=repo, snapshot=snapshot, body={"indices": index, "include_global_state": False},
+                           params={"wait_for_completion": "true"}, request_timeout=1800)
+    took = time.monotonic() - start
+    print(f"{'snapshot (' + str(docs) + ' docs, ' + str(size // 2**20) + ' MiB primaries, backup user)':58s} "
+          f"{took:8.1f} s")
+    start = time.monotonic()
+    admin.snapshot.restore(repository=repo, snapshot=snapshot,
+                           body={"indices": index, "rename_pattern": "(.+)", "rename_replacement": restored},
+                           params={"wait_for_completion": "true"}, request_timeout=1800)
+    admin.cluster.health(index=restored, params={"wait_for_status": "green", "timeout": "600s"}, request_timeout=610)
+    took = time.monotonic() - start
+    count = admin.count(index=restored)["count"]
+    print(f"{'restore into a new index, to green (' + str(count) + ' docs restored)':58s} {took:8.1f} s")
+    admin.indices.delete(index=restored)
+    backup.snapshot.delete(repository=repo, snapshot=snapshot, request_timeout=600)
     admin.indices.delete(index=index)
 
 
