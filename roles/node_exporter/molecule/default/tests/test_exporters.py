@@ -103,11 +103,15 @@ def test_textfile_directory_and_a_dropped_file_is_exported(host):
 
 # --- blackbox_exporter -----------------------------------------------------
 
-def test_blackbox_running_on_loopback_only(host):
-    svc = host.service("prometheus-blackbox-exporter")
+def assert_running_on_loopback_only(host, unit, port):
+    svc = host.service(unit)
     assert svc.is_running and svc.is_enabled
-    assert wait_listening(host, "tcp://127.0.0.1:9115")
-    assert not host.socket("tcp://0.0.0.0:9115").is_listening
+    assert wait_listening(host, f"tcp://127.0.0.1:{port}")
+    assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+
+
+def test_blackbox_running_on_loopback_only(host):
+    assert_running_on_loopback_only(host, "prometheus-blackbox-exporter", 9115)
 
 
 def test_blackbox_modules(host):
@@ -140,11 +144,9 @@ def _exporter_pid(host):
 
 
 def test_opensearch_exporter_running_on_loopback(host):
-    svc = host.service("prometheus-elasticsearch-exporter")
-    assert svc.is_running and svc.is_enabled
-    # 1.5.0 starts listening after its first cluster-info call times out (10 s) when OpenSearch is away.
-    assert wait_listening(host, "tcp://127.0.0.1:9114")
-    assert not host.socket("tcp://0.0.0.0:9114").is_listening
+    # 1.5.0 starts listening after its first cluster-info call times out (10 s)
+    # when OpenSearch is away: wait_listening waits for it.
+    assert_running_on_loopback_only(host, "prometheus-elasticsearch-exporter", 9114)
 
 
 def test_opensearch_exporter_password_not_on_the_command_line(host):
