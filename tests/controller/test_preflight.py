@@ -91,6 +91,15 @@ def _even_managers_by_roles(inv):
 def _even_managers_child_group(inv):
     _children(inv)["opensearch"]["children"] = {
         "opensearch_cluster_manager": {"hosts": {"os1": {}, "os2": {}}}}
+    # os3 agrees with the group (not a manager): only the count is wrong.
+    _children(inv)["opensearch"]["hosts"]["os3"]["opensearch_node_roles"] = ["data", "ingest"]
+
+
+def _manager_group_vs_node_roles(inv):
+    """os1 is listed as a cluster manager, but its roles say data only."""
+    _children(inv)["opensearch"]["children"] = {
+        "opensearch_cluster_manager": {"hosts": {"os1": {}, "os2": {}, "os3": {}}}}
+    _children(inv)["opensearch"]["hosts"]["os1"]["opensearch_node_roles"] = ["data", "ingest"]
 
 
 def _too_few_managers(inv):
@@ -270,6 +279,8 @@ CASES = [
     ("even-cluster-managers", _even_managers, r"has 4 cluster-manager-eligible node\(s\).*odd number"),
     ("even-managers-by-node-roles", _even_managers_by_roles, r"has 2 cluster-manager-eligible node\(s\) \(os1, os2\)"),
     ("even-managers-child-group", _even_managers_child_group, r"has 2 cluster-manager-eligible node\(s\)"),
+    ("node-in-conflicting-roles", _manager_group_vs_node_roles,
+     r"Host os1 is in the 'opensearch_cluster_manager' group, but its opensearch_node_roles .* lack cluster_manager"),
     ("too-few-cluster-managers", _too_few_managers, r"has 1 cluster-manager-eligible node\(s\).*at least 3"),
     ("duplicate-private-address", _duplicate_address, r"used by more than one host: 10\.9\.0\.31"),
     ("invalid-private-address", _invalid_address, r"Host svc1 has no valid 'private_address' \(got 10\.9\.0\.300\)"),
