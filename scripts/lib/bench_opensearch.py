@@ -8,7 +8,8 @@
 3. search: multi-field match queries of one or two corpus words, sequential,
    as the app user; p50/p95/p99 latency (client side) and queries/s.
 4. snapshot and restore: the bench index snapshotted into the platform's
-   snapshot repository (the NFS-backed shared file system) as the backup
+   snapshot repository (a shared file system: NFS for users; in the lab a
+   bind-mounted directory, the VM's kernel has no nfsd) as the backup
    user, then restored under a new name as the admin user; wall time of
    each (wait_for_completion) and the restored document count.
 
