@@ -9,7 +9,13 @@ Each module declares the inventory groups its tests apply to:
     pytestmark = pytest.mark.groups("opensearch")      # or "all"
 
 and each test runs only on the hosts of those groups (ceph-ansible style), so
-the same suite fits any topology. Fixtures:
+the same suite fits any topology. A group name must be one of the inventory
+contract's groups (CONTRACT_GROUPS) or a group of the inventory: anything
+else (a typo) fails collection, it never deselects the module. A test that
+is about a whole tier marks itself ``pytest.mark.once`` (it runs on the
+first host of the module's groups) or ``pytest.mark.tier_representative``
+(one host per set of identical groups); the other hosts' items are
+deselected. When a test may skip at all: skips.py. Fixtures:
 
 - ``inventory``: groups, hosts and hostvars as ``ansible-inventory`` sees them
 - ``peer``: ``peer("app1")`` is a Testinfra host for another inventory host,
@@ -29,6 +35,14 @@ import testinfra
 
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
+# The inventory contract's groups (docs/development.md). A marker may name
+# one of them even when the inventory under test does not have it (a
+# topology without that tier): its tests are then deselected everywhere.
+CONTRACT_GROUPS = frozenset({
+    "all", "loadbalancers", "app_servers", "opensearch", "opensearch_cluster_manager",
+    "opensearch_data", "monitoring", "logging", "backup",
+})
+
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -39,13 +53,20 @@ def pytest_configure(config):
         "disruptive: changes what peers can reach (bans, stopped services); scripts/test runs these "
         "after the others, never beside a reachability test",
     )
+    config.addinivalue_line(
+        "markers", "once: a test of the whole tier; runs on the first host (by name) of the module's groups only"
+    )
+    config.addinivalue_line(
+        "markers",
+        "tier_representative: runs on one host per set of identical groups (Inventory.tier_representative)",
+    )
 
 
 def _inventory_path(config) -> str:
     path = config.getoption("ansible_inventory", None) or os.environ.get("ANSIBLE_INVENTORY")
     if not path:
         raise pytest.UsageError("pass --ansible-inventory=inventories/<env>")
-    return path
+    return os.path.abspath(path)
 
 
 class Inventory:
@@ -84,6 +105,9 @@ class Inventory:
 
     def hosts_in(self, group: str) -> list[str]:
         return sorted(self._groups.get(group, set()))
+
+    def groups(self) -> set[str]:
+        return set(self._groups)
 
     def groups_of(self, host: str) -> set[str]:
         return {g for g, members in self._groups.items() if host in members}
@@ -147,19 +171,79 @@ def _host_of(item) -> str | None:
     return callspec.params["_testinfra_host"].backend.get_hostname()
 
 
-def pytest_collection_modifyitems(config, items):
-    """Deselect (host, test) pairs whose host is not in the test's groups."""
+@functools.lru_cache(maxsize=None)
+def _inventory_at(path: str) -> Inventory:
+    return Inventory(path)
+
+
+def _session_inventory(config) -> Inventory | None:
     if not config.getoption("ansible_inventory", None):
+        return None
+    return _inventory_at(_inventory_path(config))
+
+
+def _known_groups(config) -> set[str]:
+    inv = _session_inventory(config)
+    return set(CONTRACT_GROUPS) | (inv.groups() if inv else set())
+
+
+def _marker_error(item, known: set[str]) -> str | None:
+    marker = item.get_closest_marker("groups")
+    if marker is None:
+        return 'no groups marker: add pytestmark = pytest.mark.groups("<group>") (conftest.py)'
+    if not marker.args:
+        return "pytest.mark.groups() names no group"
+    unknown = sorted({str(g) for g in marker.args} - known)
+    if unknown:
+        return (f"unknown group(s) {', '.join(unknown)} in pytest.mark.groups "
+                f"(known: {', '.join(sorted(known))})")
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module or class whose tests have a missing or mistyped groups marker
+    is a collection error: a typo must never deselect the module silently."""
+    outcome = yield
+    if not isinstance(collector, (pytest.Module, pytest.Class)):
         return
-    inv = Inventory(_inventory_path(config))
+    report = outcome.get_result()
+    if report.outcome != "passed":
+        return
+    known = _known_groups(collector.config)
+    errors = sorted({f"{item.nodeid.split('[')[0]}: {error}" for item in report.result
+                     if isinstance(item, pytest.Function) and (error := _marker_error(item, known))})
+    if errors:
+        report.outcome = "failed"
+        report.longrepr = "acceptance groups markers:\n" + "\n".join(errors)
+        report.result = []
+
+
+def _module_hosts(inv: Inventory, groups) -> list[str]:
+    if "all" in groups:
+        return inv.all_hosts()
+    return sorted(set().union(*(inv.hosts_in(g) for g in groups)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect (host, test) pairs whose host is not in the test's groups, and
+    the other hosts' items of tests marked once or tier_representative."""
+    inv = _session_inventory(config)
+    if inv is None:
+        return
     keep, drop = [], []
     for item in items:
-        marker = item.get_closest_marker("groups")
+        groups = set(item.get_closest_marker("groups").args)
         host = _host_of(item)
-        if marker is None or host is None or "all" in marker.args:
+        if host is None:
             keep.append(item)
             continue
-        (keep if inv.groups_of(host) & set(marker.args) else drop).append(item)
+        wanted = "all" in groups or bool(inv.groups_of(host) & groups)
+        if wanted and item.get_closest_marker("once") is not None:
+            wanted = host == _module_hosts(inv, groups)[0]
+        if wanted and item.get_closest_marker("tier_representative") is not None:
+            wanted = inv.tier_representative(host)
+        (keep if wanted else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -55,11 +55,14 @@ def user(host, inventory) -> str:
     return str(inventory.hostvars(_name(host)).get("monitoring_prometheus_user") or "prometheus")
 
 
-def get_many(host, inventory, paths, authenticated=True):
+def get_many(host, inventory, paths, authenticated=True, plain_http=False):
     """[{status, body}] for each path, as the platform's Prometheus user
-    (or without credentials)."""
+    (or without credentials; plain_http: http:// to the same port)."""
+    base = base_url(host, inventory)
+    if plain_http:
+        base = "http:" + base.removeprefix("https:")
     with host.sudo():
-        out = host.check_output("python3 -c %s %s %s %s %s %s", READER, base_url(host, inventory),
+        out = host.check_output("python3 -c %s %s %s %s %s %s", READER, base,
                                 user(host, inventory), PASSWORD_FILE if authenticated else "",
                                 json.dumps(list(paths)), CA_FILE)
     return json.loads(out)

@@ -38,11 +38,6 @@ def _name(host) -> str:
     return host.backend.get_hostname()
 
 
-def _first(host, inventory) -> bool:
-    """Tests of the whole tier (through the LBs) run once, on the first app server."""
-    return _name(host) == sorted(inventory.hosts_in("app_servers"))[0]
-
-
 # --- fixtures ----------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -134,9 +129,8 @@ def test_service_runs_unprivileged_and_confined(host, app_cfg):
 
 # --- the whole tier, through the load balancers --------------------------------
 
+@pytest.mark.once  # the whole tier, through the load balancers
 def test_search_through_every_lb_returns_seeded_documents(host, inventory, lbs):
-    if not _first(host, inventory):
-        pytest.skip("tier-wide test: runs once, on the first app server")
     query = urllib.parse.urlencode({"q": SEED_QUERY, "size": 5})
     for lb in lbs:
         status, headers, body = https(lb, f"/search?{query}", headers={"X-Request-ID": "acc-search-1"})
@@ -149,9 +143,8 @@ def test_search_through_every_lb_returns_seeded_documents(host, inventory, lbs):
         assert headers.get("strict-transport-security"), "security headers missing on the app's answers"
 
 
+@pytest.mark.once  # the whole tier, through the load balancers
 def test_requests_reach_every_app_server(host, inventory, lbs):
-    if not _first(host, inventory):
-        pytest.skip("tier-wide test: runs once, on the first app server")
     apps = set(inventory.hosts_in("app_servers"))
     for lb in lbs:
         seen, deadline = set(), time.time() + 30
@@ -170,21 +163,21 @@ def test_requests_reach_every_app_server(host, inventory, lbs):
     "q=index&page=abc",                # not a number
     "q=",                              # empty
 ])
+@pytest.mark.once  # the whole tier, through the load balancers
 def test_bad_queries_get_a_json_4xx(host, inventory, lbs, query):
-    if not _first(host, inventory):
-        pytest.skip("tier-wide test: runs once, on the first app server")
     status, headers, body = https(lbs[0], f"/search?{query}")
-    assert 400 <= status < 500, f"{query[:40]}: {status} {body[:300]!r}"
+    # The app's own validation answers each of these (not the LB, not a crash).
+    assert status == 400, f"{query[:40]}: {status} {body[:300]!r}"
     assert headers.get("content-type", "").startswith("application/json")
     data = json.loads(body)
-    assert "error" in data and "Traceback" not in body.decode()
+    assert data.get("error") == "bad_request", data
+    assert "Traceback" not in body.decode()
 
 
+@pytest.mark.once  # the whole tier, through the load balancers
 def test_search_page_in_headless_chromium(host, inventory, lbs):
     """The HTML page at / searches through the LB (its JavaScript calls
     /search) and shows the seeded result; the screenshot is kept."""
-    if not _first(host, inventory):
-        pytest.skip("tier-wide test: runs once, on the first app server")
     chromium = shutil.which("chromium")
     certutil = shutil.which("certutil")
     assert chromium and certutil, "chromium and libnss3-tools: scripts/lib/bootstrap.sh installs them"
@@ -219,11 +212,10 @@ def test_search_page_in_headless_chromium(host, inventory, lbs):
 # --- readiness follows OpenSearch ------------------------------------------------
 
 @pytest.mark.disruptive
+@pytest.mark.once  # one app server is enough (the others keep serving)
 def test_ready_is_503_while_opensearch_is_unreachable(host, inventory, app_cfg):
     """Block this app server's traffic to OpenSearch: /ready answers 503 (the
     LBs take it out), /health still 200; unblock: /ready 200 again."""
-    if not _first(host, inventory):
-        pytest.skip("one app server is enough (the others keep serving)")
     address = inventory.address(_name(host))
     rule = "OUTPUT -p tcp --dport 9200 -j REJECT --reject-with tcp-reset"
 
@@ -305,14 +297,13 @@ def _current_release(peer, name) -> str:
 
 
 @pytest.mark.disruptive
+@pytest.mark.once  # the whole tier, through the load balancers
 def test_rolling_deploy_and_rollback_under_load(host, inventory, lbs, peer):
     """Under search load through both LBs: a new release goes out one server
     at a time with 0 failed requests; then a release whose /ready never
     answers 200 is rolled back on the first server, the run stops there
     (the others keep their release) and still no request fails; finally the
     checkout's own release is deployed again."""
-    if not _first(host, inventory):
-        pytest.skip("tier-wide test: runs once, on the first app server")
     apps = sorted(inventory.hosts_in("app_servers"))
     before = {name: _current_release(peer, name) for name in apps}
     with disruption_lock("lb"):

@@ -15,6 +15,7 @@ import re
 
 import pytest
 from netprobe import tcp_probe, tcp_probe_many
+from skips import not_configured
 
 pytestmark = pytest.mark.groups("all")
 
@@ -75,7 +76,7 @@ def test_ssh_reachable_from_a_peer(host, inventory, peer):
         if "any" in sources or _in_cidrs(other_addr, [s for s in sources if s != "any"]):
             assert tcp_probe(peer(other), address, port) == "open", f"SSH from {other}"
             return
-    pytest.skip("no peer inside firewall_ssh_sources")
+    not_configured("no other inventory host is inside firewall_ssh_sources")
 
 
 def test_reachability_matrix(host, inventory, peer):
@@ -126,6 +127,12 @@ def test_reachability_matrix(host, inventory, peer):
             # 127.x destination never leaves them): UFW must drop that.
             plan.append((other, port, ("filtered",), "not allowed", address))
 
+    if not ports:
+        not_configured(f"no TCP rules declared for {name}")
+
+    if not plan:
+        not_configured(f"no other inventory host to probe {name}'s declared ports from")
+
     # One batch per source host, all sources at once: the filtered probes'
     # timeouts overlap instead of adding up.
     by_source: dict[str, list[tuple[str, int]]] = {}
@@ -141,8 +148,6 @@ def test_reachability_matrix(host, inventory, peer):
         if results[source][(dest, port)] not in expected
     ]
     checked = len(plan)
-    if not ports:
-        pytest.skip(f"no TCP rules declared for {name}")
     assert not problems, f"{checked} probes, unexpected:\n" + "\n".join(problems)
 
 

@@ -16,6 +16,7 @@ import urllib.parse
 import prometheus_api
 import pytest
 from disruption import disruption_lock
+from hostinfo import in_container
 
 pytestmark = pytest.mark.groups("monitoring")
 
@@ -45,9 +46,11 @@ def test_prometheus_web_needs_tls_and_credentials(host, inventory):
                                         authenticated=False)
     assert [r["status"] for r in anonymous] == [401, 401, 401], anonymous
     assert prom(host, inventory, "/api/v1/status/buildinfo")["status"] == "success"
-    plain = host.run("python3 -c %s %s", "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)",
-                     prometheus_api.base_url(host, inventory).replace("https:", "http:") + "/-/ready")
-    assert plain.rc != 0, "Prometheus answered plain HTTP"
+    # Plain HTTP on the TLS port: Go's server answers 400 "Client sent an
+    # HTTP request to an HTTPS server" and nothing else. A refused or timed
+    # out connection would be another failure, not this control.
+    plain = prometheus_api.get_many(host, inventory, ["/-/ready"], authenticated=False, plain_http=True)[0]
+    assert plain["status"] == 400 and "HTTP request to an HTTPS server" in plain["body"], plain
 
 
 def targets(host, inventory):
@@ -110,24 +113,51 @@ def test_probes_of_the_public_endpoint_and_the_apps_succeed(host, inventory):
     assert not failing, f"probes failing: {failing}"
 
 
-def test_no_alert_is_firing_on_the_healthy_platform(host, inventory):
+# Alerts about figures a container shares with every other container on its
+# machine: node_exporter in a container reads the shared kernel's load, CPU
+# and memory. In the lab, nine containers on one 2-core VM that the test run
+# itself keeps busy, they may rightly fire; about a host that is not a
+# container (any real inventory) they are real alerts.
+SHARED_KERNEL_ALERTS = {"HighLoad", "HighCPU", "HighMemoryUsage"}
+
+
+def _inventory_host(inventory, instance: str) -> str | None:
+    """The inventory host an instance label names (its name, or address:port)."""
+    base = instance.rsplit(":", 1)[0] if ":" in instance else instance
+    for name in inventory.all_hosts():
+        if base in (name, inventory.address(name)):
+            return name
+    return None
+
+
+def test_no_alert_is_firing_on_the_healthy_platform(host, inventory, peer):
+    """Nothing fires, except a shared-kernel alert about a host that is a
+    container (SHARED_KERNEL_ALERTS). Every other alert counts, BackupStale
+    included: it fires only where a backup wrote its metric and is stale."""
     alerts = api(host, inventory, 9093, "/api/v2/alerts?active=true&silenced=false&inhibited=false")
-    # BackupStale waits for the backup tier, which writes its metric. In the
-    # lab every host is a container on one 2-core VM: load, CPU and memory
-    # are the VM's (node_exporter reads the shared kernel's figures), which
-    # the test run itself keeps busy, so those alerts may rightly fire here.
-    shared_vm = {"HighLoad", "HighCPU", "HighMemoryUsage"}
-    firing = sorted({a["labels"]["alertname"] for a in alerts} - {"BackupStale"} - shared_vm)
-    assert not firing, f"alerts firing on a healthy lab: {firing}"
+    containers: dict[str, bool] = {}
+    firing, excused = [], []
+    for alert in alerts:
+        name, instance = alert["labels"]["alertname"], alert["labels"].get("instance", "")
+        about = _inventory_host(inventory, instance)
+        if name in SHARED_KERNEL_ALERTS and about is not None:
+            if about not in containers:
+                containers[about] = in_container(peer(about))
+            if containers[about]:
+                excused.append(f"{name} {about}")
+                continue
+        firing.append(f"{name} {instance}".strip())
+    if excused:
+        print("shared-kernel alerts about containers (not counted):", ", ".join(sorted(excused)))
+    assert not firing, f"alerts firing on a healthy platform: {sorted(firing)}"
 
 
 @pytest.mark.disruptive
+@pytest.mark.once  # one monitoring host is enough
 def test_a_stopped_app_server_alerts_end_to_end_and_resolves(host, inventory, peer):
     """Stop the search service on the last app server: an alert naming it
     reaches Alertmanager within the lab's `for` windows, and is resolved
     once the service is back."""
-    if _name(host) != inventory.hosts_in("monitoring")[0]:
-        pytest.skip("one monitoring host is enough")
     victim = inventory.hosts_in("app_servers")[-1]
     unit = inventory.hostvars(victim).get("app_name", "searchplat-app")
     address = inventory.address(victim)

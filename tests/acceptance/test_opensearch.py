@@ -6,23 +6,28 @@ against the project CA, as each platform user (admin, app, monitoring,
 backup). The controller needs to reach port 9200 of the nodes: the lab opens
 it to the lab controller (inventories/lab/group_vars/opensearch.yml); on a
 real inventory, run from a host that is allowed (e.g. a bastion in
-firewall_extra_rules), otherwise these tests skip.
+firewall_extra_rules). A controller the firewall drops fails these tests
+(with that fix in the message): a firewall regression must never turn them
+into skips.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import tempfile
 import threading
 import time
 import uuid
 
+import opensearchpy
 import pytest
 import yaml
 from disruption import disruption_lock
 from netprobe import tcp_probe
-
-opensearchpy = pytest.importorskip("opensearchpy")
+from opensearchpy.exceptions import AuthenticationException, AuthorizationException
+from skips import not_configured
 
 pytestmark = pytest.mark.groups("opensearch")
 
@@ -39,10 +44,6 @@ def _name(host) -> str:
 
 def _nodes(inventory):
     return inventory.hosts_in("opensearch")
-
-
-def _is_first(host, inventory) -> bool:
-    return _name(host) == _nodes(inventory)[0]
 
 
 def _transport_address(inventory, name):
@@ -85,7 +86,9 @@ def os_client(inventory, os_ca):
     first = nodes[0]
     # The controller must be allowed to reach the HTTP port (see the module doc).
     if not _controller_reaches([inventory.address(n) for n in nodes]):
-        pytest.skip("this controller cannot reach OpenSearch's HTTP port (firewall): run from an allowed host")
+        pytest.fail(f"this controller cannot reach port {HTTP_PORT} of any OpenSearch node (dropped: a "
+                    "firewall rule for the controller is missing, or this host is not allowed; run from an "
+                    "allowed host, e.g. a bastion in firewall_extra_rules)", pytrace=False)
 
     def client(user: str | None, **kwargs):
         auth = None
@@ -106,7 +109,6 @@ def _controller_reaches(addresses) -> bool:
     any node. A refused connection passes too: the packet got through and the
     node is down (e.g. restarting in a disruptive test of another worker);
     only silence on every node (dropped by the firewall) means no."""
-    import socket
     for address in addresses:
         try:
             socket.create_connection((address, HTTP_PORT), timeout=5).close()
@@ -166,28 +168,41 @@ def test_bootstrap_setting_removed_once_formed(host):
 def test_http_refuses_plain_and_anonymous(host, inventory):
     address = inventory.address(_name(host))
     plain = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 http://{address}:{HTTP_PORT}/")
-    assert plain.stdout != "200"
+    # Plain HTTP on the TLS port: the node closes the connection without any
+    # HTTP answer (curl: no status, exit 52 empty reply or 56 reset). Not
+    # connecting at all (7) or timing out (28) would be another failure.
+    assert (plain.stdout, plain.rc) in (("000", 52), ("000", 56)), \
+        f"plain HTTP got status {plain.stdout}, curl exit {plain.rc}: {plain.stderr}"
     anon = host.run(f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 "
                     f"--cacert /etc/ssl/searchplat/ca.crt https://{address}:{HTTP_PORT}/")
     assert anon.stdout == "401"
 
 
 def test_transport_closed_to_other_tiers(host, inventory, peer):
-    """Transport (9300) only between OpenSearch nodes; HTTP not from the LBs."""
+    """Transport (9300) only between OpenSearch nodes, HTTP (9200) not from the
+    load balancers: from a load balancer (else any host of another tier) both
+    connects time out (dropped by the firewall). A refused connect or a probe
+    that did not run is not a firewall."""
     name = _name(host)
-    lbs = inventory.hosts_in("loadbalancers")
-    if not lbs:
-        pytest.skip("no load balancers")
-    lb = peer(lbs[0])
-    assert tcp_probe(lb, _transport_address(inventory, name), TRANSPORT_PORT) != "open"
-    assert tcp_probe(lb, inventory.address(name), HTTP_PORT) != "open"
+    others = [h for h in inventory.all_hosts() if h not in inventory.hosts_in("opensearch")]
+    if not others:
+        not_configured("no host outside the opensearch group to probe from")
+    source = (inventory.hosts_in("loadbalancers") or others)[0]
+    transport = _transport_address(inventory, name)
+    # A loopback transport address (the lab's 127.200.x alias) is this host's
+    # own loopback on the source: other hosts reach the node only at its
+    # private address, where the firewall must drop 9300.
+    if ipaddress.ip_address(transport).is_loopback:
+        transport = inventory.address(name)
+    assert tcp_probe(peer(source), transport, TRANSPORT_PORT) == "filtered", f"{TRANSPORT_PORT} from {source}"
+    if source in inventory.hosts_in("loadbalancers"):
+        assert tcp_probe(peer(source), inventory.address(name), HTTP_PORT) == "filtered", f"{HTTP_PORT} from {source}"
 
 
 # --- the cluster (once) ------------------------------------------------------------
 
+@pytest.mark.once
 def test_cluster_green_with_every_node_and_its_roles(host, inventory, admin):
-    if not _is_first(host, inventory):
-        pytest.skip("cluster checks run on the tier's first host")
     health = admin.cluster.health(params={"wait_for_status": "green"})
     assert health["status"] == "green", health
     nodes = admin.nodes.info(metric="settings")["nodes"].values()
@@ -197,12 +212,11 @@ def test_cluster_green_with_every_node_and_its_roles(host, inventory, admin):
         assert roles == _expected_roles(inventory, name), name
 
 
+@pytest.mark.once
 def test_zone_awareness_places_replicas_in_another_zone(host, inventory, admin):
-    if not _is_first(host, inventory):
-        pytest.skip("cluster checks run on the tier's first host")
     zones = {n: inventory.hostvars(n).get("zone") for n in _nodes(inventory)}
     if len(set(zones.values()) - {None}) < 2:
-        pytest.skip("fewer than two zones in the inventory")
+        not_configured("fewer than two zones among the OpenSearch nodes (zone host variable)")
     index = f"search-zones-{uuid.uuid4().hex[:8]}"
     admin.indices.create(index=index, body={"settings": {"number_of_shards": 3, "number_of_replicas": 1}})
     try:
@@ -216,10 +230,8 @@ def test_zone_awareness_places_replicas_in_another_zone(host, inventory, admin):
         admin.indices.delete(index=index)
 
 
+@pytest.mark.once
 def test_users_have_least_privilege(host, inventory, os_client):
-    if not _is_first(host, inventory):
-        pytest.skip("cluster checks run on the tier's first host")
-    from opensearchpy.exceptions import AuthenticationException, AuthorizationException
     anonymous, app, monitoring = os_client(None), os_client("app"), os_client("monitoring")
     with pytest.raises(AuthenticationException):
         anonymous.cluster.health()
@@ -238,16 +250,14 @@ def test_users_have_least_privilege(host, inventory, os_client):
         os_client("admin").indices.delete(index=index)
 
 
+@pytest.mark.once
 def test_index_templates_installed(host, inventory, admin):
-    if not _is_first(host, inventory):
-        pytest.skip("cluster checks run on the tier's first host")
     names = {t["name"] for t in admin.indices.get_index_template()["index_templates"]}
     assert {"searchplat-app", "searchplat-logs"} <= names, names
 
 
+@pytest.mark.once
 def test_snapshot_and_restore_keep_every_document(host, inventory, admin, os_client):
-    if not _is_first(host, inventory):
-        pytest.skip("cluster checks run on the tier's first host")
     backup = os_client("backup")
     repos = admin.snapshot.get_repository()
     assert repos, "no snapshot repository registered"
@@ -303,12 +313,10 @@ class SearchLoad:
 
 
 @pytest.fixture
-def cluster_disruption(host, inventory):
-    """A disruptive cluster test: runs once (on the tier's first host), and
-    never beside another one (a killed node during a rolling restart would
-    stop the restart). Skips before anything is created on the other hosts."""
-    if not _is_first(host, inventory):
-        pytest.skip("runs once, on the tier's first host")
+def cluster_disruption():
+    """A disruptive cluster test (marked once: on the tier's first host) never
+    runs beside another one (a killed node during a rolling restart would
+    stop the restart)."""
     with disruption_lock("opensearch"):
         yield
 
@@ -342,6 +350,7 @@ def _wait_status(client, wanted, seconds, nodes=None):
 
 
 @pytest.mark.disruptive
+@pytest.mark.once
 def test_killed_node_loses_no_search(loaded_index, inventory, os_client, peer):
     victim = _nodes(inventory)[-1]
     client = os_client("app", max_retries=3, retry_on_timeout=True)
@@ -367,6 +376,7 @@ def test_killed_node_loses_no_search(loaded_index, inventory, os_client, peer):
 
 
 @pytest.mark.disruptive
+@pytest.mark.once
 def test_rolling_restart_loses_no_search(loaded_index, inventory, os_client):
     import subprocess
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
