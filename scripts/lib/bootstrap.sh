@@ -104,7 +104,15 @@ ensure_venv() {
   mkdir -p "${SEARCHPLAT_CACHE}"
   [ -x "${VENV}/bin/python" ] || python3 -m venv "${VENV}"
   "${VENV}/bin/pip" install -q --upgrade pip >/dev/null
-  "${VENV}/bin/pip" install -q -r "${PROJECT_ROOT}/requirements.txt" 2>&1 | grep -v '^ERROR: Ignored the following versions' || true
+  # Every package of requirements.txt or nothing: a failed install stops
+  # here (and leaves no stamp), instead of a venv whose missing test tools
+  # (opensearch-py, ssh-audit, sslyze) would only show up later. pip's
+  # "Ignored the following versions" notice is dropped from the output only.
+  local out rc=0
+  out="$("${VENV}/bin/pip" install -q -r "${PROJECT_ROOT}/requirements.txt" 2>&1)" || rc=$?
+  if [ -n "$out" ]; then sed '/^ERROR: Ignored the following versions/d' <<<"$out" >&2; fi
+  [ "$rc" -eq 0 ] || die "pip install -r requirements.txt failed (exit ${rc}); see the output above"
+  "${VENV}/bin/pip" check >&2 || die "the venv's packages conflict (pip check); fix requirements.txt"
   "${VENV}/bin/ansible-playbook" --version >/dev/null || die "venv install failed"
   echo "$want" >"$stamp"
 }
