@@ -4,9 +4,13 @@
     SEARCHPLAT_TEST_OPENSEARCH_USER      basic auth user (optional)
     SEARCHPLAT_TEST_OPENSEARCH_PASSWORD  its password (optional)
     SEARCHPLAT_TEST_OPENSEARCH_CA        CA file for https hosts (optional)
+    SEARCHPLAT_TEST_OPENSEARCH_ADMIN_USER      a user that may create and delete
+    SEARCHPLAT_TEST_OPENSEARCH_ADMIN_PASSWORD  any index (required with _USER)
 
 Without SEARCHPLAT_TEST_OPENSEARCH_HOSTS those tests fail (error at setup)
-with a message saying so; the pure unit tests still run. Each session works in
+with a message saying so; the pure unit tests still run. The admin user is
+used by the tests only, for what the least-privilege app user may not do
+(create and remove a red index); the service under test never gets it. Each session works in
 its own index search-test-<random> (inside the app user's "search-*" pattern)
 and deletes it at the end when the user may.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -88,6 +93,24 @@ def os_client(settings: Settings) -> Iterator[OpenSearch]:
     except Exception as exc:  # noqa: BLE001 - least-privilege users may not delete
         print(f"note: could not delete test index {settings.index}: {type(exc).__name__}")
     client.close()
+
+
+@pytest.fixture(scope="session")
+def admin_os_client(settings: Settings) -> Iterator[OpenSearch]:
+    """A client on the test node as a user that may create and delete any
+    index (SEARCHPLAT_TEST_OPENSEARCH_ADMIN_*); for a node without
+    authentication, the plain client's settings. Missing on a secured node:
+    the tests that need it fail, they do not skip."""
+    user = os.environ.get("SEARCHPLAT_TEST_OPENSEARCH_ADMIN_USER", "")
+    password = os.environ.get("SEARCHPLAT_TEST_OPENSEARCH_ADMIN_PASSWORD", "")
+    if settings.opensearch_user and not (user and password):
+        pytest.fail("SEARCHPLAT_TEST_OPENSEARCH_ADMIN_USER and _ADMIN_PASSWORD are not set: a secured test "
+                    "node needs a user that may create and delete indices (scripts/test passes the lab's "
+                    "admin)", pytrace=False)
+    admin = build_client(replace(settings, opensearch_user=user, opensearch_password=password) if user
+                         else settings)
+    yield admin
+    admin.close()
 
 
 @pytest.fixture(scope="session")

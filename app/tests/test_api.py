@@ -14,7 +14,6 @@ import certifi
 import pytest
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import AuthorizationException
 
 from conftest import TEST_MAX_BYTES, TEST_MAX_DOCUMENTS, TEST_TOKEN, auth
 from searchplat_app.config import Settings
@@ -230,22 +229,18 @@ def test_missing_index_is_created(os_client: OpenSearch, settings: Settings) -> 
                 pass
 
 
-def test_ready_503_when_the_index_is_red(os_client: OpenSearch, settings: Settings) -> None:
+def test_ready_503_when_the_index_is_red(admin_os_client: OpenSearch, settings: Settings) -> None:
+    """An index whose primary cannot be allocated: the service (as the app
+    user) answers /ready 503 within its timeout. The red index is created and
+    removed by the admin client: a least-privilege app user may not delete
+    indices, and one left behind would turn the cluster's health red."""
     from dataclasses import replace
 
     from searchplat_app.application import create_app
 
     red_index = f"{settings.index}-red"
-    # A red index left behind would turn the whole cluster's health red: only
-    # with a user that may delete indices (a least-privilege app user may not).
-    probe = f"{settings.index}-delete-probe"
-    os_client.indices.create(index=probe)
-    try:
-        os_client.indices.delete(index=probe)
-    except AuthorizationException:
-        pytest.skip("the test user may not delete indices; no red index is created")
     # Primary shard pinned to a node that does not exist: the index is red.
-    os_client.indices.create(
+    admin_os_client.indices.create(
         index=red_index,
         body={"settings": {"index.routing.allocation.require._name": "no-such-node"}},
         params={"wait_for_active_shards": "0"},
@@ -258,10 +253,8 @@ def test_ready_503_when_the_index_is_red(os_client: OpenSearch, settings: Settin
         assert response.json()["reason"] in (
             "index health is red", "index not searchable (primary shards unavailable)")
     finally:
-        try:
-            os_client.indices.delete(index=red_index)
-        except Exception:  # noqa: BLE001 - least-privilege users may not delete
-            pass
+        admin_os_client.indices.delete(index=red_index)
+    assert not admin_os_client.indices.exists(index=red_index)
 
 
 def test_ready_503_when_opensearch_unreachable(broken_client: TestClient) -> None:
