@@ -35,6 +35,14 @@ import testinfra
 
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
+# Settings the tests read as the platform resolves them (Inventory.resolved).
+RESOLVED = [
+    "app_name", "app_port", "app_ready_path", "platform_loadbalancer_engine", "_platform_lb_server_names",
+    "_platform_lb_https_port", "keepalived_virtual_ip", "firewall_group_rules", "firewall_extra_rules",
+    "prometheus_private_address", "prometheus_web_port", "alertmanager_web_port", "platform_prometheus_user",
+    "opensearch_http_port", "opensearch_app_user", "opensearch_monitoring_user", "opensearch_backup_user",
+]
+
 # The inventory contract's groups (docs/development.md). A marker may name
 # one of them even when the inventory under test does not have it (a
 # topology without that tier): its tests are then deselected everywhere.
@@ -123,6 +131,33 @@ class Inventory:
             cwd=PROJECT_ROOT,
         ).stdout
         return json.loads(out)
+
+    @functools.cached_property
+    def _resolved(self) -> dict:
+        """Every host's RESOLVED variables as the platform resolves them, from
+        one run of tests/acceptance/resolve_vars.yml (no module runs)."""
+        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="",
+                   ANSIBLE_STRATEGY="linear")
+        out = subprocess.run(
+            ["ansible-playbook", "-i", self.path, os.path.join(PROJECT_ROOT, "tests", "acceptance", "resolve_vars.yml"),
+             "-e", json.dumps({"resolve_names": RESOLVED})],
+            check=True, capture_output=True, text=True, cwd=PROJECT_ROOT, env=env,
+        ).stdout
+        result = {}
+        for play in json.loads(out)["plays"]:
+            for task in play["tasks"]:
+                for host, res in task["hosts"].items():
+                    if isinstance(res.get("msg"), dict) and "resolved" in res["msg"]:
+                        result[host] = res["msg"]["resolved"]
+        return result
+
+    def resolved(self, host: str, name: str):
+        """A setting of `host` as the platform resolves it: the inventory's
+        value, else the platform's wiring or the owning role's default.
+        `name` must be listed in RESOLVED."""
+        if name not in RESOLVED:
+            raise KeyError(f"{name} is not in conftest.RESOLVED")
+        return self._resolved[host].get(name)
 
     def tier_representative(self, host: str) -> bool:
         """True for the first host (by name) of the hosts in exactly the same groups.

@@ -47,12 +47,12 @@ def _name(host) -> str:
 
 def base_url(host, inventory) -> str:
     name = _name(host)
-    address = inventory.hostvars(name).get("prometheus_private_address") or inventory.address(name)
-    return f"https://{address}:9090"
+    address = inventory.resolved(name, "prometheus_private_address")
+    return f"https://{address}:{inventory.resolved(name, 'prometheus_web_port')}"
 
 
 def user(host, inventory) -> str:
-    return str(inventory.hostvars(_name(host)).get("monitoring_prometheus_user") or "prometheus")
+    return str(inventory.resolved(_name(host), "platform_prometheus_user"))
 
 
 def get_many(host, inventory, paths, authenticated=True, plain_http=False):

@@ -44,11 +44,10 @@ def _name(host) -> str:
 def app_cfg(inventory):
     apps = sorted(inventory.hosts_in("app_servers"))
     assert apps, "no app_servers in the inventory"
-    hv = inventory.hostvars(apps[0])
     return {
-        "port": int(hv.get("app_port", 8000)),
-        "service": hv.get("app_service_name", "searchplat-app"),
-        "ready_path": hv.get("app_ready_path", "/ready"),
+        "port": int(inventory.resolved(apps[0], "app_port")),
+        "service": inventory.resolved(apps[0], "app_name"),
+        "ready_path": inventory.resolved(apps[0], "app_ready_path"),
     }
 
 
@@ -62,8 +61,7 @@ def lbs(inventory, peer):
         f.write(pem)
     out = []
     for name in names:
-        hv = inventory.hostvars(name)
-        server_names = hv.get("loadbalancer_server_names") or [name]
+        server_names = inventory.resolved(name, "_platform_lb_server_names")
         out.append({"name": name, "address": inventory.address(name),
                     "server_name": server_names[0], "ca": ca})
     return out

@@ -1,7 +1,8 @@
 """Firewall (roles/firewall) on every host: policy, reachability, listeners.
 
 The declared port matrix is `firewall_group_rules` (plus `firewall_extra_rules`)
-from the inventory: a host gets the rules of `all` and of each of its groups.
+as the platform resolves it for the host (roles/platform's matrix, or the
+inventory's): a host gets the rules of `all` and of each of its groups.
 From one host of each allowed group a TCP connect must get through (open or
 refused); from a host in none of the allowed groups it must be filtered (the
 connect times out). Every non-loopback listening socket must be declared.
@@ -24,22 +25,22 @@ def _name(host) -> str:
 
 
 def _var(inventory, name, key, default):
+    """An inventory value of the host (ansible-inventory, unrendered); a
+    templated or absent value falls back to the role default given."""
     value = inventory.hostvars(name).get(key, default)
-    # ansible-inventory does not render templates: a templated value cannot
-    # be read here, fall back to the role default.
     if isinstance(value, str) and "{{" in value:
         return default
     return value
 
 
 def _rules(inventory, name) -> list[dict]:
-    group_rules = _var(inventory, name, "firewall_group_rules", {}) or {}
+    group_rules = inventory.resolved(name, "firewall_group_rules") or {}
     groups = inventory.groups_of(name) | {"all"}
     rules = []
     for group, items in group_rules.items():
         if group in groups:
             rules.extend(items or [])
-    rules.extend(_var(inventory, name, "firewall_extra_rules", []) or [])
+    rules.extend(inventory.resolved(name, "firewall_extra_rules") or [])
     return rules
 
 

@@ -36,22 +36,18 @@ def _name(host) -> str:
     return host.backend.get_hostname()
 
 
-def _lbvar(inventory, name, key, default=None):
-    return inventory.hostvars(name).get(key, default)
-
-
 # --- fixtures ----------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def app_port(inventory) -> int:
-    lbs = inventory.hosts_in("loadbalancers")
-    return int(_lbvar(inventory, lbs[0], "loadbalancer_app_port", 8000)) if lbs else 8000
+    apps = inventory.hosts_in("app_servers")
+    return int(inventory.resolved(apps[0], "app_port")) if apps else 0
 
 
 @pytest.fixture(scope="session")
 def app_service(inventory) -> str:
     apps = inventory.hosts_in("app_servers")
-    return inventory.hostvars(sorted(apps)[0]).get("app_service_name", "searchplat-app") if apps else ""
+    return inventory.resolved(sorted(apps)[0], "app_name") if apps else ""
 
 
 @pytest.fixture(scope="session")
@@ -88,12 +84,12 @@ def lab_ca(inventory, peer):
 @pytest.fixture
 def lb(host, inventory, upstreams, lab_ca):
     name = _name(host)
-    names = _lbvar(inventory, name, "loadbalancer_server_names", []) or [name]
+    names = inventory.resolved(name, "_platform_lb_server_names")
     return {
         "name": name,
         "address": inventory.address(name),
         "server_name": names[0],
-        "engine": _lbvar(inventory, name, "loadbalancer_engine"),
+        "engine": inventory.resolved(name, "platform_loadbalancer_engine"),
         "ca": lab_ca,
         "upstreams": upstreams,
     }
@@ -254,7 +250,7 @@ def test_status_pages_private_and_authenticated(lb, inventory, peer):
     monitor = peer(inventory.hosts_in("monitoring")[0])
     private = f"http://{lb['address']}:8404/metrics"
     assert _curl(monitor, private) == "401"
-    password = inventory.secret(lb["name"], "loadbalancer_stats_password")
+    password = inventory.secret(lb["name"], f"lb_{lb['engine']}_stats_password")
     assert password and "{{" not in password, "stats password not found in the inventory"
     metrics = monitor.run(f"curl -sf --max-time 10 -u 'stats:{password}' '{private}'")
     assert metrics.rc == 0, metrics.stderr
@@ -355,7 +351,7 @@ def test_reload_under_load_loses_no_request(lb, app_port, lb_disruption):
 
 def _vip(inventory):
     lbs = inventory.hosts_in("loadbalancers")
-    return (_lbvar(inventory, lbs[0], "loadbalancer_virtual_ip", "") or "") if len(lbs) > 1 else ""
+    return (inventory.resolved(lbs[0], "keepalived_virtual_ip") or "") if len(lbs) > 1 else ""
 
 
 def _vip_holders(inventory, peer, vip):
@@ -371,7 +367,7 @@ def _shared_address(inventory):
     """The shared address (tests marked once: on the first load balancer's item)."""
     vip = _vip(inventory)
     if not vip:
-        not_configured("no loadbalancer_virtual_ip (or fewer than two load balancers) in this inventory")
+        not_configured("no keepalived_virtual_ip (or fewer than two load balancers) in this inventory")
     return vip
 
 
@@ -406,7 +402,7 @@ def test_shared_address_moves_when_the_holders_engine_stops(host, inventory, pee
     holders = _vip_holders(inventory, peer, vip)
     assert len(holders) == 1, f"{vip} held by {holders}"
     first = holders[0]
-    engine = _lbvar(inventory, first, "loadbalancer_engine")
+    engine = inventory.resolved(first, "platform_loadbalancer_engine")
     first_host = peer(first)
     vip_lb = _vip_lb(lb, vip)
 

@@ -90,7 +90,7 @@ def test_each_tier_has_its_exporter_up(host, inventory):
     for job in ("prometheus", "alertmanager", "node", "app", "opensearch"):
         assert job in jobs, f"job {job} has no target up (jobs up: {sorted(jobs)})"
     assert any(j.startswith("blackbox") for j in jobs), f"no blackbox probe job up: {sorted(jobs)}"
-    engines = {inventory.hostvars(lb).get("loadbalancer_engine") for lb in inventory.hosts_in("loadbalancers")}
+    engines = {inventory.resolved(lb, "platform_loadbalancer_engine") for lb in inventory.hosts_in("loadbalancers")}
     for engine in engines & {"haproxy", "nginx"}:
         assert engine in jobs, f"job {engine} (the load balancers' exporter) has no target up"
 
@@ -159,7 +159,7 @@ def test_a_stopped_app_server_alerts_end_to_end_and_resolves(host, inventory, pe
     reaches Alertmanager within the lab's `for` windows, and is resolved
     once the service is back."""
     victim = inventory.hosts_in("app_servers")[-1]
-    unit = inventory.hostvars(victim).get("app_name", "searchplat-app")
+    unit = inventory.resolved(victim, "app_name")
     address = inventory.address(victim)
 
     # The alerts a stopped service raises (its scrape target and its /ready

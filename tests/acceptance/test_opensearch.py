@@ -34,8 +34,6 @@ pytestmark = pytest.mark.groups("opensearch")
 HTTP_PORT = 9200
 TRANSPORT_PORT = 9300
 CONFIG = "/etc/opensearch/opensearch.yml"
-# Platform user -> login name (roles/opensearch defaults; opensearch_<user>_user overrides).
-USERS = {"admin": "admin", "app": "searchapp", "monitoring": "monitoring", "backup": "backup"}
 
 
 def _name(host) -> str:
@@ -95,7 +93,7 @@ def os_client(inventory, os_ca):
         if user:
             password = inventory.secret(first, f"opensearch_{user}_password")
             assert password, f"opensearch_{user}_password not found in the inventory"
-            login = inventory.hostvars(first).get(f"opensearch_{user}_user") or USERS[user]
+            login = inventory.resolved(first, f"opensearch_{user}_user") if user != "admin" else "admin"
             auth = (str(login), password)
         return opensearchpy.OpenSearch(
             hosts=hosts, http_auth=auth, use_ssl=True, verify_certs=True, ca_certs=os_ca,

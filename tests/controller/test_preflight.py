@@ -45,14 +45,12 @@ VALID = {
         "vars": {
             "ansible_python_interpreter": "/usr/bin/python3",
             "baseline_admin_users": [{"name": "deploy", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPreflightTestKey deploy@test"]}],
-            "loadbalancer_engine": "haproxy",
-            "loadbalancer_server_names": ["search.test.internal"],
-            "loadbalancer_app_port": 8000,
-            "loadbalancer_app_health_path": "/ready",
-            "loadbalancer_stats_password": "preflight-test-only",
+            "platform_loadbalancer_engine": "haproxy",
+            "lb_haproxy_server_names": ["search.test.internal"],
+            "lb_haproxy_stats_password": "preflight-test-only",
             **{f"opensearch_{u}_password": f"preflight-{u}-only" for u in ("admin", "app", "monitoring", "backup")},
-            "searchplat_app_ingest_token": "preflight-ingest-token-only",
-            "monitoring_prometheus_password": "preflight-prometheus-only",
+            "platform_app_ingest_token": "preflight-ingest-token-only",
+            "platform_prometheus_password": "preflight-prometheus-only",
         },
         "children": {
             "loadbalancers": {"hosts": {"svc1": _host("10.9.0.11")}},
@@ -120,7 +118,7 @@ def _missing_address(inv):
 
 
 def _unsupported_os(inv):
-    _vars(inv)["validate_inventory_supported_os"] = {"Ubuntu": ["24.04"]}
+    _vars(inv)["platform_supported_os"] = {"Ubuntu": ["24.04"]}
 
 
 def _bad_zone_type(inv):
@@ -128,7 +126,7 @@ def _bad_zone_type(inv):
 
 
 def _wrong_type(inv):
-    _vars(inv)["validate_inventory_min_cluster_managers"] = "three"
+    _vars(inv)["platform_min_cluster_managers"] = "three"
 
 
 def _admin_without_key(inv):
@@ -169,7 +167,7 @@ def _empty_kex(inv):
 
 
 def _unknown_lb_engine(inv):
-    _vars(inv)["loadbalancer_engine"] = "traefik"
+    _vars(inv)["platform_loadbalancer_engine"] = "traefik"
 
 
 def _lb_bad_rate(inv):
@@ -185,13 +183,13 @@ def _pki_long_validity(inv):
 
 
 def _vip_one_lb(inv):
-    _vars(inv)["loadbalancer_virtual_ip"] = "10.9.0.10"
+    _vars(inv)["keepalived_virtual_ip"] = "10.9.0.10"
 
 
 def _vrrp_password_too_long(inv):
     _children(inv)["loadbalancers"]["hosts"]["os1"] = {}
-    _vars(inv)["loadbalancer_virtual_ip"] = "10.9.0.10"
-    _vars(inv)["loadbalancer_vrrp_password"] = "nine-char"
+    _vars(inv)["keepalived_virtual_ip"] = "10.9.0.10"
+    _vars(inv)["keepalived_auth_pass"] = "nine-char"
 
 
 def _opensearch_heap_too_big(inv):
@@ -223,7 +221,7 @@ def _snapshot_server(inv):
 
 def _nfs_client_not_an_address(inv):
     _snapshot_server(inv)
-    _vars(inv)["snapshot_extra_clients"] = ["backup.example.net"]
+    _vars(inv)["platform_snapshot_extra_clients"] = ["backup.example.net"]
 
 
 def _nfs_without_fixed_ids(inv):
@@ -241,16 +239,11 @@ def _bad_fail2ban_type(inv):
 
 # (case id, mutation, regex the failure output must contain)
 def _app_without_ingest_token(inv):
-    del _vars(inv)["searchplat_app_ingest_token"]
-
-
-def _app_port_not_the_lbs(inv):
-    _vars(inv)["app_port"] = 8001
+    del _vars(inv)["platform_app_ingest_token"]
 
 
 def _app_reserved_port(inv):
     _vars(inv)["app_port"] = 9100
-    _vars(inv)["loadbalancer_app_port"] = 9100
 
 
 def _app_one_release_kept(inv):
@@ -258,11 +251,11 @@ def _app_one_release_kept(inv):
 
 
 def _monitoring_without_prometheus_password(inv):
-    del _vars(inv)["monitoring_prometheus_password"]
+    del _vars(inv)["platform_prometheus_password"]
 
 
 def _monitoring_unknown_scrape_group(inv):
-    _vars(inv)["monitoring_scrape_groups"] = ["all", "databases"]
+    _vars(inv)["platform_scrape_groups"] = ["all", "databases"]
 
 
 def _prometheus_retention_not_a_duration(inv):
@@ -287,7 +280,7 @@ CASES = [
     ("missing-private-address", _missing_address, r"Host os2 has no valid 'private_address'"),
     ("unsupported-os", _unsupported_os, r"runs Debian 12.*does not support"),
     ("zone-not-a-string", _bad_zone_type, r"'zone' and 'site' must be non-empty strings"),
-    ("wrong-variable-type", _wrong_type, r"validate_inventory_min_cluster_managers"),
+    ("wrong-variable-type", _wrong_type, r"platform_min_cluster_managers"),
     ("admin-user-without-key", _admin_without_key, r"user 'alice' has no usable ssh_keys"),
     ("firewall-invalid-port", _firewall_invalid_port, r"port 70000 is invalid"),
     ("firewall-invalid-cidr", _firewall_invalid_cidr, r"'10\.0\.0\.0/33' is not a valid IPv4/IPv6 address or CIDR"),
@@ -297,7 +290,7 @@ CASES = [
     ("weak-rsa-host-key", _weak_rsa_host_key, r"hardening_ssh_rsa_key_bits: 2048 is too small"),
     ("empty-kex-list", _empty_kex, r"an empty list would leave sshd with no usable algorithm"),
     ("fail2ban-wrong-type", _bad_fail2ban_type, r"fail2ban_maxretry"),
-    ("unknown-lb-engine", _unknown_lb_engine, r"loadbalancer_engine is 'traefik'; set it to nginx or haproxy"),
+    ("unknown-lb-engine", _unknown_lb_engine, r"platform_loadbalancer_engine must be one of: nginx, haproxy, got: traefik"),
     ("lb-invalid-rate", _lb_bad_rate, r"lb_haproxy_rate_limit_per_second"),
     ("lb-no-app-servers", _lb_no_app_servers, r"Group 'app_servers' is missing or empty"),
     ("certificate-validity-too-long", _pki_long_validity, r"pki_cert_validity_days"),
@@ -315,14 +308,12 @@ CASES = [
     ("nfs-snapshot-server-without-fixed-uid", _nfs_without_fixed_ids,
      r"opensearch_uid and opensearch_gid must be set for the opensearch group"),
     ("app-without-ingest-token", _app_without_ingest_token, r"missing or empty SEARCHPLAT_INGEST_TOKEN"),
-    ("app-port-differs-from-lbs", _app_port_not_the_lbs,
-     r"The load balancers send to port 8000 .* app servers listen on 8001 \(app_port\): set both to the same port"),
     ("app-port-reserved", _app_reserved_port, r"a port 1-65535 that no other service of the platform uses on the host"),
     ("app-one-release-kept", _app_one_release_kept, r"app_releases_keep at least 2, the current and the rollback target"),
     ("monitoring-without-prometheus-password", _monitoring_without_prometheus_password,
-     r"monitoring_prometheus_password must be set, 8 to 72 bytes"),
+     r"platform_prometheus_password must be set, 8 to 72 bytes"),
     ("monitoring-unknown-scrape-group", _monitoring_unknown_scrape_group,
-     r"monitoring_scrape_groups names databases, which the inventory does not have"),
+     r"platform_scrape_groups names databases, which the inventory does not have"),
     ("prometheus-retention-not-a-duration", _prometheus_retention_not_a_duration, r"prometheus_retention_time"),
     ("alertmanager-unknown-receiver", _alertmanager_unknown_receiver, r"pagerduty"),
 ]
@@ -368,3 +359,27 @@ def test_valid_inventory_passes_preflight(tmp_path, target, project_root, ansibl
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "changed=0" in result.stdout
+
+
+# The day-2 playbook that drains an OpenSearch node refuses bad input before
+# any change: no node named, a name that is not a node of the cluster, a
+# cluster-manager-eligible node.
+REMOVE_NODE_CASES = [
+    ("no-node-named", {}, r"missing required arguments: opensearch_remove_node"),
+    ("not-in-the-inventory", {"opensearch_remove_node": "os9"}, r"It is not a node of the play: check the name against the inventory"),
+    ("cluster-manager", {"opensearch_remove_node": "os2"}, r"It is cluster-manager-eligible \(os1, os2, os3\)"),
+]
+
+
+@pytest.mark.parametrize("case_id,extra,expected", REMOVE_NODE_CASES, ids=[c[0] for c in REMOVE_NODE_CASES])
+def test_remove_node_refuses_bad_input(tmp_path, target, project_root, ansible_env, case_id, extra, expected):
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(VALID, sort_keys=False))
+    args = ["ansible-playbook", "-i", str(path), "playbooks/opensearch-remove-node.yml"]
+    for key, value in extra.items():
+        args += ["-e", f"{key}={value}"]
+    result = subprocess.run(args, cwd=project_root, env=ansible_env, capture_output=True, text=True, timeout=600)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, f"{case_id}: the playbook accepted it"
+    assert re.search(expected, out), f"{case_id}: expected /{expected}/ in:\n{out[-3000:]}"
+    assert not re.search(r"changed=[1-9]", out), "a task reported a change"

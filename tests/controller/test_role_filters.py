@@ -106,3 +106,94 @@ def test_firewall_rule_address_var_needs_from_groups():
     problems = fw.firewall_rule_problems(
         [{"port": 9300, "from_cidrs": ["10.0.0.0/8"], "address_var": "x"}], "r", [], 22)
     assert problems == ["r[0] address_var must be a host variable name and goes with from_groups only"]
+
+
+# --- roles/platform: the wiring's filters and lookups --------------------------------
+
+pf = _load("platform", "platform")
+
+HOSTVARS = {
+    "lb1": {"private_address": "10.0.0.11", "group_names": ["loadbalancers"], "zone": "a", "platform_loadbalancer_engine": "nginx"},
+    "lb2": {"private_address": "10.0.0.12", "group_names": ["loadbalancers"], "site": "cloud"},
+    "app1": {"private_address": "10.0.0.21", "group_names": ["app_servers"], "app_port": 9000},
+    "app2": {"private_address": "10.0.0.22", "group_names": ["app_servers"]},
+    "os1": {"private_address": "10.0.0.31", "opensearch_transport_host": "127.200.0.31"},
+    "os2": {"private_address": "10.0.0.32", "opensearch_node_roles": ["data"]},
+    "mon1": {"private_address": "10.0.0.41", "group_names": ["monitoring", "logging"]},
+}
+
+
+def test_endpoints_take_each_hosts_own_port_else_the_shared_default():
+    assert pf.platform_endpoints(["app1", "app2"], HOSTVARS, "app_port", 8000) == [
+        {"name": "app1", "address": "10.0.0.21", "port": 9000}, {"name": "app2", "address": "10.0.0.22", "port": 8000}]
+    assert pf.platform_host_ports(["app1"], HOSTVARS, "app_port", 8000) == ["10.0.0.21:9000"]
+    assert pf.platform_urls(["app2"], HOSTVARS, "http", "app_port", 8000, "/ready") == ["http://10.0.0.22:8000/ready"]
+
+
+def test_scrape_targets_carry_instance_tier_zone_site():
+    assert pf.platform_scrape_targets(["lb1", "mon1"], HOSTVARS, "node_exporter_port", 9100,
+                                      ["loadbalancers", "monitoring", "logging"]) == [
+        {"targets": ["10.0.0.11:9100"], "labels": {"instance": "lb1", "tier": "loadbalancers", "zone": "a"}},
+        {"targets": ["10.0.0.41:9100"], "labels": {"instance": "mon1", "tier": "monitoring"}}]
+    assert pf.platform_labels("app2", HOSTVARS, ["opensearch"]) == {"instance": "app2", "tier": "other"}
+
+
+def test_engine_hosts_default_to_the_shared_engine():
+    assert pf.platform_engine_hosts(["lb1", "lb2"], HOSTVARS, "haproxy", "haproxy") == ["lb2"]
+    assert pf.platform_engine_hosts(["lb1", "lb2"], HOSTVARS, "nginx", "haproxy") == ["lb1"]
+
+
+def test_transport_addresses_and_cluster_managers():
+    assert pf.platform_transport_addresses(["os1", "os2"], HOSTVARS) == ["127.200.0.31", "10.0.0.32"]
+    assert pf.platform_cluster_manager_nodes(["os1", "os2"], HOSTVARS) == ["os1"]
+    assert pf.platform_hostvar("os2", HOSTVARS, "opensearch_http_port", 9200) == 9200
+
+
+def test_firewall_matrix_keeps_only_the_inventorys_groups():
+    matrix = {"all": [{"port": 9100, "from_groups": ["monitoring"]}],
+              "opensearch": [{"port": 9200, "from_groups": ["app_servers", "backup"]},
+                             {"port": 9300, "from_groups": ["opensearch"]}],
+              "backup": [{"port": 8443, "from_groups": ["all"]}],
+              "loadbalancers": [{"port": 443, "from_any": True}, {"port": 8404, "from_groups": ["backup"]}]}
+    groups = {"all": [], "monitoring": [], "app_servers": [], "opensearch": [], "loadbalancers": []}
+    assert pf.platform_existing_groups(matrix, groups) == {
+        "all": [{"port": 9100, "from_groups": ["monitoring"]}],
+        "opensearch": [{"port": 9200, "from_groups": ["app_servers"]}, {"port": 9300, "from_groups": ["opensearch"]}],
+        "loadbalancers": [{"port": 443, "from_any": True}]}
+
+
+def _load_lookup(name):
+    path = ROOT / "roles" / "platform" / "lookup_plugins" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_role_default_reads_the_owners_literal_and_refuses_templates():
+    rd = _load_lookup("role_default")
+    assert rd.role_default("app", "app_port") == 8000
+    import pytest
+    from ansible.errors import AnsibleLookupError
+    with pytest.raises(AnsibleLookupError, match="templated"):
+        rd.role_default("node_exporter", "node_exporter_listen_address")
+    with pytest.raises(AnsibleLookupError, match="has no"):
+        rd.role_default("app", "no_such_variable")
+
+
+def test_tier_roles_host_patterns():
+    tr = _load_lookup("tier_roles")
+    groups = {"all": ["a", "b", "c"], "x": ["a", "b"], "y": ["b", "c"]}
+    assert tr.hosts_of("x:y", groups) == {"a", "b", "c"}
+    assert tr.hosts_of("x:&y", groups) == {"b"}
+    assert tr.hosts_of("all:!x", groups) == {"c"}
+    assert tr.hosts_of(["x", "c"], groups) == {"a", "b", "c"}
+
+
+def test_tier_roles_reads_every_tier_playbook_of_site_yml():
+    tr = _load_lookup("tier_roles")
+    plays = tr._plays(str(ROOT / "site.yml"))
+    roles = {r if isinstance(r, str) else r["role"] for play, _ in plays for r in play.get("roles", [])}
+    assert {"baseline", "firewall", "opensearch", "app", "lb_nginx", "lb_haproxy", "keepalived", "prometheus"} <= roles
+    assert all(play.get("roles", [{}])[0] in ({"role": "platform"}, "platform") for play, _ in plays if play.get("roles")), \
+        "every play lists roles/platform first"
