@@ -197,3 +197,9 @@ def test_tier_roles_reads_every_tier_playbook_of_site_yml():
     assert {"baseline", "firewall", "opensearch", "app", "lb_nginx", "lb_haproxy", "keepalived", "prometheus"} <= roles
     assert all(play.get("roles", [{}])[0] in ({"role": "platform"}, "platform") for play, _ in plays if play.get("roles")), \
         "every play lists roles/platform first"
+
+
+def test_opensearch_match_indices():
+    oi = _load("opensearch", "opensearch_indices")
+    assert oi.opensearch_match_indices(["search-a", "logs-x", ".sec"], ["search-*", ".sec"]) == ["search-a", ".sec"]
+    assert oi.opensearch_match_indices(["a"], []) == []
