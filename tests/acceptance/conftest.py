@@ -28,8 +28,11 @@ import functools
 import json
 import os
 import re
+import socket
 import subprocess
+import tempfile
 
+import opensearchpy
 import pytest
 import testinfra
 
@@ -136,8 +139,14 @@ class Inventory:
     def _resolved(self) -> dict:
         """Every host's RESOLVED variables as the platform resolves them, from
         one run of tests/acceptance/resolve_vars.yml (no module runs)."""
-        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CALLBACKS_ENABLED="",
-                   ANSIBLE_STRATEGY="linear")
+        # The project's settings, with JSON output and no timing callbacks.
+        cfg = os.path.join(tempfile.mkdtemp(prefix="searchplat-resolve-"), "ansible.cfg")
+        with open(os.path.join(PROJECT_ROOT, "ansible.cfg")) as src, open(cfg, "w") as dst:
+            lines = [line for line in src.read().splitlines()
+                     if not line.startswith(("callbacks_enabled", "stdout_callback", "roles_path"))]
+            dst.write("\n".join(lines).replace(
+                "[defaults]", f"[defaults]\nstdout_callback = ansible.posix.json\nroles_path = {PROJECT_ROOT}/roles", 1))
+        env = dict(os.environ, ANSIBLE_CONFIG=cfg, ANSIBLE_STRATEGY="linear")
         out = subprocess.run(
             ["ansible-playbook", "-i", self.path, os.path.join(PROJECT_ROOT, "tests", "acceptance", "resolve_vars.yml"),
              "-e", json.dumps({"resolve_names": RESOLVED})],
@@ -282,3 +291,66 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+# --- OpenSearch clients (the search cluster), for every tier's tests ------------------
+
+OPENSEARCH_HTTP_PORT = 9200
+
+
+@pytest.fixture(scope="session")
+def os_ca(inventory, peer):
+    """The CA the nodes' certificates chain to, as a local file."""
+    pem = peer(inventory.hosts_in("opensearch")[0]).file("/etc/ssl/searchplat/ca.crt").content_string
+    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
+        f.write(pem)
+    yield f.name
+    os.unlink(f.name)
+
+
+@pytest.fixture(scope="session")
+def os_client(inventory, os_ca):
+    """client(user) -> an OpenSearch client over every node as that platform
+    user (admin, app, monitoring, backup), or None for no credentials."""
+    nodes = inventory.hosts_in("opensearch")
+    hosts = [{"host": inventory.address(n), "port": OPENSEARCH_HTTP_PORT} for n in nodes]
+    first = nodes[0]
+    # The controller must be allowed to reach the HTTP port (see the module doc).
+    if not _controller_reaches([inventory.address(n) for n in nodes]):
+        pytest.fail(f"this controller cannot reach port {OPENSEARCH_HTTP_PORT} of any OpenSearch node (dropped: a "
+                    "firewall rule for the controller is missing, or this host is not allowed; run from an "
+                    "allowed host, e.g. a bastion in firewall_extra_rules)", pytrace=False)
+
+    def client(user: str | None, **kwargs):
+        auth = None
+        if user:
+            password = inventory.secret(first, f"opensearch_{user}_password")
+            assert password, f"opensearch_{user}_password not found in the inventory"
+            login = inventory.resolved(first, f"opensearch_{user}_user") if user != "admin" else "admin"
+            auth = (str(login), password)
+        return opensearchpy.OpenSearch(
+            hosts=hosts, http_auth=auth, use_ssl=True, verify_certs=True, ca_certs=os_ca,
+            ssl_show_warn=False, timeout=kwargs.pop("timeout", 15), **kwargs)
+
+    return client
+
+
+def _controller_reaches(addresses) -> bool:
+    """Whether the firewall lets the controller through to the HTTP port of
+    any node. A refused connection passes too: the packet got through and the
+    node is down (e.g. restarting in a disruptive test of another worker);
+    only silence on every node (dropped by the firewall) means no."""
+    for address in addresses:
+        try:
+            socket.create_connection((address, OPENSEARCH_HTTP_PORT), timeout=5).close()
+            return True
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True
+        except OSError:  # a timeout: dropped, try the next node
+            continue
+    return False
+
+
+@pytest.fixture(scope="session")
+def admin(os_client):
+    return os_client("admin")

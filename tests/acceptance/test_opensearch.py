@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
-import tempfile
 import threading
 import time
 import uuid
 
-import opensearchpy
 import pytest
 import yaml
 from disruption import disruption_lock
@@ -64,64 +61,6 @@ def _expected_roles(inventory, name) -> set[str]:
 
 
 # --- fixtures ------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def os_ca(inventory, peer):
-    """The CA the nodes' certificates chain to, as a local file."""
-    pem = peer(_nodes(inventory)[0]).file("/etc/ssl/searchplat/ca.crt").content_string
-    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
-        f.write(pem)
-    yield f.name
-    os.unlink(f.name)
-
-
-@pytest.fixture(scope="session")
-def os_client(inventory, os_ca):
-    """client(user) -> an OpenSearch client over every node as that platform
-    user (admin, app, monitoring, backup), or None for no credentials."""
-    nodes = _nodes(inventory)
-    hosts = [{"host": inventory.address(n), "port": HTTP_PORT} for n in nodes]
-    first = nodes[0]
-    # The controller must be allowed to reach the HTTP port (see the module doc).
-    if not _controller_reaches([inventory.address(n) for n in nodes]):
-        pytest.fail(f"this controller cannot reach port {HTTP_PORT} of any OpenSearch node (dropped: a "
-                    "firewall rule for the controller is missing, or this host is not allowed; run from an "
-                    "allowed host, e.g. a bastion in firewall_extra_rules)", pytrace=False)
-
-    def client(user: str | None, **kwargs):
-        auth = None
-        if user:
-            password = inventory.secret(first, f"opensearch_{user}_password")
-            assert password, f"opensearch_{user}_password not found in the inventory"
-            login = inventory.resolved(first, f"opensearch_{user}_user") if user != "admin" else "admin"
-            auth = (str(login), password)
-        return opensearchpy.OpenSearch(
-            hosts=hosts, http_auth=auth, use_ssl=True, verify_certs=True, ca_certs=os_ca,
-            ssl_show_warn=False, timeout=kwargs.pop("timeout", 15), **kwargs)
-
-    return client
-
-
-def _controller_reaches(addresses) -> bool:
-    """Whether the firewall lets the controller through to the HTTP port of
-    any node. A refused connection passes too: the packet got through and the
-    node is down (e.g. restarting in a disruptive test of another worker);
-    only silence on every node (dropped by the firewall) means no."""
-    for address in addresses:
-        try:
-            socket.create_connection((address, HTTP_PORT), timeout=5).close()
-            return True
-        except (ConnectionRefusedError, ConnectionResetError):
-            return True
-        except OSError:  # a timeout: dropped, try the next node
-            continue
-    return False
-
-
-@pytest.fixture(scope="session")
-def admin(os_client):
-    return os_client("admin")
-
 
 # --- every node ------------------------------------------------------------------
 
