@@ -157,7 +157,7 @@ class Inventory:
             for task in play["tasks"]:
                 for host, res in task["hosts"].items():
                     if isinstance(res.get("msg"), dict) and "resolved" in res["msg"]:
-                        result[host] = res["msg"]["resolved"]
+                        result[host] = {k: (None if v == "__undefined__" else v) for k, v in res["msg"]["resolved"].items()}
         return result
 
     def resolved(self, host: str, name: str):
