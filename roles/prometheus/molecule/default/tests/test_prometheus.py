@@ -96,12 +96,21 @@ def test_file_sd_targets_up():
 
 
 def test_rules_loaded():
-    groups = get(PROMETHEUS + "/api/v1/rules")["data"]["groups"]
+    # A rule's health is "unknown" until its group is first evaluated after a
+    # (re)load: side_effect.yml reloads Prometheus just before verify.
+    def evaluated():
+        groups = get(PROMETHEUS + "/api/v1/rules")["data"]["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+        return groups if rules and all(rule["health"] != "unknown" for rule in rules) else None
+
+    groups = wait_for(evaluated) or get(PROMETHEUS + "/api/v1/rules")["data"]["groups"]
     names = {rule["name"] for group in groups for rule in group["rules"]}
     for alert in ("InstanceDown", "HighErrorRate", "OpenSearchClusterRed", "TLSCertificateExpiringSoon",
                   "BackupStale", "MoleculeWatchdog"):
         assert alert in names, sorted(names)
-    assert all(rule["health"] == "ok" for group in groups for rule in group["rules"])
+    unhealthy = [(rule["name"], rule["health"], rule.get("lastError")) for group in groups for rule in group["rules"]
+                 if rule["health"] != "ok"]
+    assert not unhealthy, unhealthy
 
 
 def test_alertmanager_config_and_receivers():
