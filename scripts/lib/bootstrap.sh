@@ -294,6 +294,37 @@ for d in yaml.safe_load(open(sys.argv[1]))["lab_downloads"]:
     print(d["url"], d["sha256"])' "${PROJECT_ROOT}/inventories/lab/group_vars/opensearch.yml")
 }
 
+# versitygw (Apache-2.0), an S3-compatible server: the stand-in for a cloud
+# bucket in the backup tier's tests (the offsite copy of the restic
+# repositories; roles/backup_server's Molecule scenario). No release binary
+# is reachable from here, so it is built once from the Go module proxy (the
+# command is the module's cmd/versitygw package: the module root has none)
+# with the Go toolchain in /usr/local/go (about 2-3 minutes on 2 cores, 84 MB)
+# into ${SEARCHPLAT_CACHE}/bin/versitygw-<version>; the module and build
+# caches live under ${SEARCHPLAT_CACHE}/go, so a version bump downloads only
+# what changed. GOTOOLCHAIN=local: never fetch another Go toolchain. Its
+# POSIX backend needs a file system with user xattrs (a container's overlay
+# file system has them). Exports VERSITYGW_BIN.
+VERSITYGW_VERSION="v1.8.0"
+ensure_versitygw() {
+  local bin="${SEARCHPLAT_CACHE}/bin/versitygw-${VERSITYGW_VERSION}"
+  local go="${SEARCHPLAT_GO:-/usr/local/go/bin/go}" gobin
+  if [ ! -x "$bin" ]; then
+    [ -x "$go" ] || go="$(command -v go)" || die "no Go toolchain (/usr/local/go/bin/go or go on PATH) to build versitygw"
+    mkdir -p "${SEARCHPLAT_CACHE}/bin" "${SEARCHPLAT_CACHE}/go"
+    gobin="$(mktemp -d "${SEARCHPLAT_CACHE}/bin/.versitygw.XXXXXX")"
+    log "building versitygw ${VERSITYGW_VERSION} with go install (about 3 minutes on 2 cores)"
+    if ! env GOBIN="$gobin" GOPATH="${SEARCHPLAT_CACHE}/go" GOCACHE="${SEARCHPLAT_CACHE}/go/cache" \
+        GOMODCACHE="${SEARCHPLAT_CACHE}/go/pkg/mod" GOFLAGS=-modcacherw GOTOOLCHAIN=local \
+        "$go" install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}" >"${SEARCHPLAT_CACHE}/versitygw-build.log" 2>&1; then
+      rm -rf "$gobin"
+      die "go install github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION} failed; see ${SEARCHPLAT_CACHE}/versitygw-build.log"
+    fi
+    mv "${gobin}/versitygw" "$bin" && rmdir "$gobin"
+  fi
+  export VERSITYGW_BIN="$bin"
+}
+
 bootstrap_all() {
   ensure_host_packages
   ensure_testssl
