@@ -385,7 +385,8 @@ def test_sslyze_mozilla_intermediate(ip, ca_file):
 
 def test_json_access_log(host, ip, ca_file):
     rid = "lbtest-log-%d" % int(time.time() * 1000)
-    curl(ip, ca_file, "-H", "X-Request-ID: " + rid, "https://%s/search?q=%%22x%%22" % NAME)
+    curl(ip, ca_file, "-H", "X-Request-ID: " + rid, "-H", 'Referer: https://example.org/"q"',
+         "https://%s/search?q=%%22x%%22" % NAME)
 
     def entry():
         out = host.run("journalctl -u haproxy -o cat --no-pager | grep -F '\"%s\"'" % rid).stdout
@@ -398,10 +399,16 @@ def test_json_access_log(host, ip, ca_file):
     assert rec["status"] == 200
     assert rec["backend"] == "be_app" and re.match(r"^up[123]$", rec["server"])
     assert rec["uri"] == "/search?q=%22x%22"
-    assert rec["method"] == "GET" and rec["tls_version"].startswith("TLSv1.")
-    assert rec["http_version"] in ("HTTP/1.1", "HTTP/2.0")
+    assert rec["method"] == "GET" and rec["tls_protocol"].startswith("TLSv1.")
+    assert rec["protocol"] in ("HTTP/1.1", "HTTP/2.0")
     for key in ("time_request_ms", "time_connect_ms", "time_response_ms", "time_total_ms"):
         assert isinstance(rec[key], int)
+    # the fields lb_nginx's JSON log has, under the same names
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", rec["time"]), rec["time"]
+    assert re.match(r"^\d+\.\d+\.\d+\.\d+$", rec["remote_addr"]) and rec["host"] == NAME
+    assert rec["http_referer"] == 'https://example.org/"q"' and rec["http_user_agent"].startswith("curl/")
+    assert re.match(r"^127\.0\.0\.1:800[123]$", rec["upstream_addr"]), rec["upstream_addr"]
+    assert isinstance(rec["bytes_sent"], int) and isinstance(rec["request_length"], int)
 
 
 def test_validate_rejects_bad_input(host):
