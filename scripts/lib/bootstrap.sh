@@ -52,10 +52,12 @@ ensure_host_packages() {
   # hey: the load-balancer tests' bounded load client; wrk: scripts/bench
   # search (a Lua script reads its credentials from a file). chromium and
   # libnss3-tools (certutil: the lab CA in a throwaway NSS database): the
-  # app's search page loaded through the LB. The rest: what testssl.sh
-  # (ensure_testssl) needs.
+  # app's search page loaded through the LB. restic: the controller backs up
+  # the platform's internal CA into the backup host's repository
+  # (playbooks/backup.yml), as an operator's controller does. The rest: what
+  # testssl.sh (ensure_testssl) needs.
   apt_install docker.io debootstrap python3-venv openssh-client curl hey wrk \
-    chromium libnss3-tools openssl bsdextrautils procps bind9-dnsutils
+    chromium libnss3-tools openssl bsdextrautils procps bind9-dnsutils restic
 }
 
 # testssl.sh 3.2 (the first series with a rating; Debian 12 ships 3.0.8,

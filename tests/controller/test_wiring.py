@@ -96,6 +96,7 @@ TOPOLOGY = {
                    "os3": {"private_address": "10.9.0.33"}},
     "monitoring": {"mon1": {"private_address": "10.9.0.41"}},
     "snapshot_server": {"mon1": {}},
+    "backup": {"mon1": {}},
 }
 BASE_VARS = {
     "ansible_connection": "local",
@@ -104,6 +105,8 @@ BASE_VARS = {
     "opensearch_uid": 9200,
     "opensearch_gid": 9200,
     "platform_grafana_enabled": True,
+    "platform_backup_rest_secret": "wiring-test-rest-secret",
+    "platform_backup_repository_secret": "wiring-test-repository-secret",
 }
 
 PROBE = """---
