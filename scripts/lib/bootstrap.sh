@@ -278,7 +278,7 @@ PY
 
 # Artifacts the lab installs from the controller (OpenSearch and its
 # security plugin from Maven Central): the `lab_downloads` list of
-# inventories/lab/group_vars/opensearch.yml, fetched once into
+# inventories/lab/group_vars/all/opensearch.yml, fetched once into
 # ${SEARCHPLAT_CACHE}/downloads and checked against its pinned SHA-256.
 ensure_lab_downloads() {
   local url sha file
@@ -293,7 +293,7 @@ ensure_lab_downloads() {
   done < <(python3 -c '
 import sys, yaml
 for d in yaml.safe_load(open(sys.argv[1]))["lab_downloads"]:
-    print(d["url"], d["sha256"])' "${PROJECT_ROOT}/inventories/lab/group_vars/opensearch.yml")
+    print(d["url"], d["sha256"])' "${PROJECT_ROOT}/inventories/lab/group_vars/all/opensearch.yml")
 }
 
 # versitygw (Apache-2.0), an S3-compatible server: the stand-in for a cloud

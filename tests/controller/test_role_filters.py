@@ -203,3 +203,14 @@ def test_opensearch_match_indices():
     oi = _load("opensearch", "opensearch_indices")
     assert oi.opensearch_match_indices(["search-a", "logs-x", ".sec"], ["search-*", ".sec"]) == ["search-a", ".sec"]
     assert oi.opensearch_match_indices(["a"], []) == []
+
+
+def test_log_retention_picks_only_dated_indices_past_the_limit():
+    import datetime as dt
+    path = ROOT / "roles" / "rsyslog" / "files" / "usr" / "local" / "sbin" / "rsyslog-retention"
+    spec = importlib.util.spec_from_loader("rsyslog_retention", loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+    names = ["logs-app-2026.11.01", "logs-app-2026.12.05", "logs-auth-2026.11.06", "logs-auth-2026.11.05",
+             "logs-canary-bad.date", "search-documents", "logs-x-2026.02.30"]
+    assert mod.expired(names, "logs", 30, dt.date(2026, 12, 6)) == ["logs-app-2026.11.01", "logs-auth-2026.11.05"]

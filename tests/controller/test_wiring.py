@@ -97,6 +97,7 @@ TOPOLOGY = {
     "monitoring": {"mon1": {"private_address": "10.9.0.41"}},
     "snapshot_server": {"mon1": {}},
     "backup": {"mon1": {}},
+    "logging": {"log1": {"private_address": "10.9.0.42"}},
 }
 BASE_VARS = {
     "ansible_connection": "local",
@@ -107,6 +108,9 @@ BASE_VARS = {
     "platform_grafana_enabled": True,
     "platform_backup_rest_secret": "wiring-test-rest-secret",
     "platform_backup_repository_secret": "wiring-test-repository-secret",
+    "platform_logging_writer_password": "wiring-test-writer",
+    "platform_logging_reader_password": "wiring-test-reader",
+    "platform_logging_curator_password": "wiring-test-curator",
 }
 
 PROBE = """---
@@ -250,7 +254,7 @@ def test_shared_settings_drive_everything_derived_from_them(project, ansible_env
     # Scrape targets use the exporters' own port variables.
     targets = seen[("mon1", "prometheus")]["prometheus_file_sd_targets"]
     assert {t for group in targets["node"] for t in group["targets"]} == {
-        f"10.9.0.{n}:19100" for n in (11, 12, 21, 22, 31, 32, 33, 41)}
+        f"10.9.0.{n}:19100" for n in (11, 12, 21, 22, 31, 32, 33, 41, 42)}
     assert {t for group in targets["app"] for t in group["targets"]} == {"10.9.0.21:18000", "10.9.0.22:18000"}
     assert targets["blackbox_app_ready"][0]["targets"] == ["http://10.9.0.21:18000/healthz", "http://10.9.0.22:18000/healthz"]
     assert sorted(targets["blackbox_https"][0]["targets"]) == ["https://10.9.0.11:9443/health", "https://10.9.0.12:8443/health"]
