@@ -39,7 +39,8 @@ def _host(address: str, **extra) -> dict:
 
 
 # Four hosts: the three cluster managers and one host carrying the other
-# tiers (fewer hosts, faster cases; a host may be in several groups).
+# tiers, the backup server and a one-node log store included (fewer hosts,
+# faster cases; a host may be in several groups).
 VALID = {
     "all": {
         "vars": {
@@ -51,12 +52,17 @@ VALID = {
             **{f"opensearch_{u}_password": f"preflight-{u}-only" for u in ("admin", "app", "monitoring", "backup")},
             "platform_app_ingest_token": "preflight-ingest-token-only",
             "platform_prometheus_password": "preflight-prometheus-only",
+            "platform_backup_rest_secret": "preflight-rest-secret-only",
+            "platform_backup_repository_secret": "preflight-repository-secret-only",
+            **{f"platform_logging_{u}_password": f"preflight-log-{u}-only" for u in ("writer", "reader", "curator")},
         },
         "children": {
             "loadbalancers": {"hosts": {"svc1": _host("10.9.0.11")}},
             "app_servers": {"hosts": {"svc1": {}}},
             "opensearch": {"hosts": {"os1": _host("10.9.0.31"), "os2": _host("10.9.0.32"), "os3": _host("10.9.0.33")}},
             "monitoring": {"hosts": {"svc1": {}}},
+            "backup": {"hosts": {"svc1": {}}},
+            "logging": {"hosts": {"svc1": {}}},
         },
     }
 }
@@ -266,6 +272,34 @@ def _alertmanager_unknown_receiver(inv):
     _vars(inv)["alertmanager_route_critical_receiver"] = "pagerduty"
 
 
+def _backup_without_host(inv):
+    del _children(inv)["backup"]
+
+
+def _backup_without_secret(inv):
+    _vars(inv)["platform_backup_repository_secret"] = ""
+
+
+def _logging_without_relays(inv):
+    _children(inv)["logging"]["hosts"] = {}
+
+
+def _log_store_on_search_node(inv):
+    _children(inv)["logging"]["hosts"] = {"os1": {}}
+
+
+def _logging_unknown_source(inv):
+    _vars(inv)["platform_logging_exclude_sources"] = ["mysql"]
+
+
+def _logging_without_writer_password(inv):
+    _vars(inv)["platform_logging_writer_password"] = ""
+
+
+def _snapshots_keep_none(inv):
+    _vars(inv)["opensearch_snapshots_min_count"] = 0
+
+
 CASES = [
     ("missing-group", _missing_group, r"Group 'app_servers' is missing or empty"),
     ("empty-group", _empty_group, r"Group 'monitoring' is missing or empty"),
@@ -316,6 +350,15 @@ CASES = [
      r"platform_scrape_groups names databases, which the inventory does not have"),
     ("prometheus-retention-not-a-duration", _prometheus_retention_not_a_duration, r"prometheus_retention_time"),
     ("alertmanager-unknown-receiver", _alertmanager_unknown_receiver, r"pagerduty"),
+    ("backup-without-backup-host", _backup_without_host, r"the backup group has no host: add the backup host"),
+    ("backup-without-repository-secret", _backup_without_secret,
+     r"platform_backup_rest_secret and platform_backup_repository_secret must each be set from the vault"),
+    ("logging-without-relays", _logging_without_relays, r"the logging group must have a host"),
+    ("log-store-on-a-search-node", _log_store_on_search_node, r"hosts os1 are in both the opensearch and the logging group"),
+    ("logging-unknown-excluded-source", _logging_unknown_source, r"platform_logging_exclude_sources names mysql, which is not a log source"),
+    ("logging-without-writer-password", _logging_without_writer_password,
+     r"every opensearch_extra_users password must each be 8 to 72 bytes"),
+    ("snapshots-keep-none", _snapshots_keep_none, r"opensearch_snapshots_min_count must be at least 1 \(got 0\)"),
 ]
 
 
