@@ -1,7 +1,9 @@
 """Prometheus's HTTP API, read on a monitoring host itself.
 
 The platform serves Prometheus over HTTPS (a certificate from the platform
-CA) with basic auth (playbooks/vars/monitoring.yml). The reader runs with
+CA) with basic auth (the wiring in roles/platform/defaults/main.yml:
+prometheus_web_users from platform_prometheus_user/_password, the same
+credentials for the self-scrape job). The reader runs with
 sudo on the monitoring host: it verifies the certificate against
 /etc/ssl/searchplat/ca.crt and takes the password from the file the
 self-scrape job uses (/etc/prometheus/secrets/prometheus.password, root and

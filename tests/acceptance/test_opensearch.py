@@ -4,9 +4,9 @@ Node checks run on each host. Cluster checks run once (on the tier's first
 host) with a real client: opensearch-py from the controller, TLS verified
 against the project CA, as each platform user (admin, app, monitoring,
 backup). The controller needs to reach port 9200 of the nodes: the lab opens
-it to the lab controller (inventories/lab/group_vars/opensearch.yml); on a
-real inventory, run from a host that is allowed (e.g. a bastion in
-firewall_extra_rules). A controller the firewall drops fails these tests
+it to the lab controller (firewall_extra_rules in
+inventories/lab/group_vars/all/main.yml); on a real inventory, run from a
+host that is allowed (e.g. a bastion in firewall_extra_rules). A controller the firewall drops fails these tests
 (with that fix in the message): a firewall regression must never turn them
 into skips.
 """
