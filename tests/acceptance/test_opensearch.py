@@ -6,9 +6,9 @@ against the project CA, as each platform user (admin, app, monitoring,
 backup). The controller needs to reach port 9200 of the nodes: the lab opens
 it to the lab controller (firewall_extra_rules in
 inventories/lab/group_vars/all/main.yml); on a real inventory, run from a
-host that is allowed (e.g. a bastion in firewall_extra_rules). A controller the firewall drops fails these tests
-(with that fix in the message): a firewall regression must never turn them
-into skips.
+host that is allowed (e.g. a bastion in firewall_extra_rules). A controller
+the firewall drops fails these tests (with that fix in the message): a
+firewall regression must never turn them into skips.
 """
 
 from __future__ import annotations
