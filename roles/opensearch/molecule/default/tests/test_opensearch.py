@@ -226,9 +226,16 @@ def test_snapshot_repository_verifies_and_restores():
     count_src = call("GET", "/search-snaptest/_count", "admin")[1]["count"]
     count_dst = call("GET", "/restored-snaptest/_count", "admin")[1]["count"]
     assert count_src == count_dst == 25
-    # the backup user may not read documents nor change cluster settings
+    # the backup user reads (the restore drill compares documents) but may
+    # not write or delete outside its restored copies, nor change settings
     status, _ = call("GET", "/search-snaptest/_search", "backup")
+    assert status == 200
+    status, _ = call("POST", "/search-snaptest/_doc", "backup", {"x": 1})
     assert status == 403
+    status, _ = call("DELETE", "/search-snaptest", "backup")
+    assert status == 403
+    status, _ = call("DELETE", "/restored-snaptest", "backup")
+    assert status == 200
     status, _ = call("PUT", "/_cluster/settings", "backup",
                      {"persistent": {"cluster.routing.allocation.enable": "none"}})
     assert status == 403
