@@ -35,6 +35,7 @@ import tempfile
 import opensearchpy
 import pytest
 import testinfra
+from disruption import lab_turn
 
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -68,6 +69,11 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers", "once: a test of the whole tier; runs on the first host (by name) of the module's groups only"
+    )
+    config.addinivalue_line(
+        "markers",
+        "whole_lab: a disruptive test that takes every host (a power loss); it waits for the other disruptive "
+        "tests and they wait for it (disruption.lab_turn)",
     )
     config.addinivalue_line(
         "markers",
@@ -195,6 +201,16 @@ class Inventory:
 @pytest.fixture(scope="session")
 def inventory(pytestconfig) -> Inventory:
     return Inventory(_inventory_path(pytestconfig))
+
+
+@pytest.fixture(autouse=True)
+def _lab_turn(request):
+    """Disruptive tests share the lab; a whole_lab test has it alone."""
+    if request.node.get_closest_marker("disruptive") is None:
+        yield
+        return
+    with lab_turn(exclusive=request.node.get_closest_marker("whole_lab") is not None):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -38,3 +38,18 @@ def disruption_lock(tier: str):
         finally:
             _held[tier] = 0
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def lab_turn(exclusive: bool):
+    """Every disruptive test holds the lab's lock shared (they run side by
+    side, each tier under its own lock above); a test that takes every host
+    at once (a power loss) holds it exclusively: it starts when the running
+    ones have finished, and the others wait until it has."""
+    path = os.path.join(tempfile.gettempdir(), "searchplat-lab-disruption.lock")
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -269,6 +269,24 @@ def test_rootkit_scanner_scheduled(host):
     assert host.service("chkrootkit.timer").is_enabled
 
 
+def _timer(host, unit):
+    out = host.check_output(f"systemctl show {unit} -p FixedRandomDelay -p RandomizedDelayUSec -p TimersCalendar "
+                            "-p TimersMonotonic -p ActiveState")
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_scans_start_at_a_fixed_per_host_time(host):
+    """Not 30 min after boot on every host of a fleet booted together: a
+    calendar time plus a fixed per-host delay within 4h (the default)."""
+    for unit in ("chkrootkit.timer", "aide-check.timer"):
+        props = _timer(host, unit)
+        assert props["ActiveState"] == "active", unit
+        assert props["FixedRandomDelay"] == "yes", unit
+        assert props["RandomizedDelayUSec"] == "4h", unit
+        assert "OnCalendar=" in props["TimersCalendar"], unit
+        assert props["TimersMonotonic"] == "", f"{unit} still runs relative to boot: {props['TimersMonotonic']}"
+
+
 def test_compilers_restricted(host):
     real = host.run("readlink -e /usr/bin/as").stdout.strip()
     if not real:
