@@ -184,6 +184,18 @@ def test_tls_versions_and_http2(lb):
         _handshake(lb, maximum=ssl.TLSVersion.TLSv1_1)
 
 
+def test_only_the_chosen_engine_runs_and_starts_at_boot(lb, host):
+    """The engine not chosen (platform_loadbalancer_engine) is stopped and
+    disabled when installed, e.g. after an engine switch: it would hold the
+    HTTP(S) ports and come back at the next boot."""
+    other = {"nginx": "haproxy", "haproxy": "nginx"}[lb["engine"]]
+    assert host.service(lb["engine"]).is_running and host.service(lb["engine"]).is_enabled
+    state = host.run(f"systemctl is-active {other}; systemctl is-enabled {other}; echo rc=$?").stdout.split()
+    assert state[0] != "active", f"{lb['name']}: {other} runs beside {lb['engine']}"
+    assert state[1] in ("disabled", "masked", "rc=1") or "not-found" in " ".join(state), \
+        f"{lb['name']}: {other} starts at boot ({state})"
+
+
 def test_security_headers(lb):
     _, headers, _ = _get(lb, "/")
     assert re.match(r"max-age=\d{8,}", headers.get("strict-transport-security", ""))
