@@ -65,6 +65,7 @@ WIRED = {
     "opensearch_dashboards_cookie_password": COOKIE,
     "opensearch_dashboards_tls_cert_file": "/etc/ssl/searchplat/opensearch-dashboards-fullchain.crt",
     "opensearch_dashboards_tls_key_file": "/etc/ssl/searchplat/opensearch-dashboards.key",
+    "opensearch_dashboards_log_sources": sorted(PLATFORM_SOURCES | {"nginx-error"}),
 }
 
 RENDER_PLAYBOOK = """
@@ -105,6 +106,13 @@ RENDER_PLAYBOOK = """
         src: {templates}/etc/opensearch-dashboards/searchplat/saved-objects.ndjson.j2
         dest: {out}/saved-objects.ndjson
         mode: "0600"
+    - name: saved objects without the sources the platform does not ship (auth, nginx excluded)
+      ansible.builtin.template:
+        src: {templates}/etc/opensearch-dashboards/searchplat/saved-objects.ndjson.j2
+        dest: {out}/saved-objects-excluded.ndjson
+        mode: "0600"
+      vars:
+        opensearch_dashboards_log_sources: [kernel, haproxy, app, system, nginx-error, opensearch]
     - name: saved objects as the role reads them (lookup + the role's filter)
       ansible.builtin.copy:
         content: "{{{{ lookup('ansible.builtin.template', '{templates}/' ~ _opensearch_dashboards_saved_objects_template) | opensearch_dashboards_ndjson | to_json }}}}"
@@ -399,6 +407,15 @@ def test_one_saved_search_per_log_source_the_platform_ships(rendered):
     # The issue's list: sshd and sudo (auth), UFW blocks (kernel), app, nginx, HAProxy, OpenSearch.
     assert {"searchplat-sshd", "searchplat-sudo", "searchplat-kernel-ufw", "searchplat-app", "searchplat-nginx",
             "searchplat-haproxy", "searchplat-opensearch"} <= set(by_id)
+
+
+def test_sources_the_platform_does_not_ship_get_no_saved_search(rendered):
+    lines = (rendered / "saved-objects-excluded.ndjson").read_text().splitlines()
+    objects = [json.loads(line) for line in lines if line.strip()]
+    assert objects[0]["type"] == "index-pattern"
+    kept = {s["id"] for s in DEFAULTS["opensearch_dashboards_saved_searches"] if s["source"] not in ("auth", "nginx")}
+    assert [o["id"] for o in objects[1:]] == [s["id"] for s in DEFAULTS["opensearch_dashboards_saved_searches"]
+                                              if s["id"] in kept]
 
 
 def test_platform_sources_include_every_journal_source_of_roles_rsyslog():
