@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -45,6 +46,7 @@ TEMPLATES = ROLE / "templates"
 CONFIG_TEST = ROLE / "files" / "usr" / "local" / "sbin" / "opensearch-dashboards-config-test"
 DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 RSYSLOG_DEFAULTS = ROOT / "roles" / "rsyslog" / "defaults" / "main.yml"
+PLATFORM_DEFAULTS = yaml.safe_load((ROOT / "roles" / "platform" / "defaults" / "main.yml").read_text())
 
 # The log sources the platform ships (the `source` field of the relays'
 # documents, index logs-<source>-YYYY.MM.DD): the journal's sources from
@@ -63,6 +65,7 @@ WIRED = {
     "opensearch_dashboards_cookie_password": COOKIE,
     "opensearch_dashboards_tls_cert_file": "/etc/ssl/searchplat/opensearch-dashboards-fullchain.crt",
     "opensearch_dashboards_tls_key_file": "/etc/ssl/searchplat/opensearch-dashboards.key",
+    "opensearch_dashboards_log_sources": sorted(PLATFORM_SOURCES | {"nginx-error"}),
 }
 
 RENDER_PLAYBOOK = """
@@ -103,6 +106,13 @@ RENDER_PLAYBOOK = """
         src: {templates}/etc/opensearch-dashboards/searchplat/saved-objects.ndjson.j2
         dest: {out}/saved-objects.ndjson
         mode: "0600"
+    - name: saved objects without the sources the platform does not ship (auth, nginx excluded)
+      ansible.builtin.template:
+        src: {templates}/etc/opensearch-dashboards/searchplat/saved-objects.ndjson.j2
+        dest: {out}/saved-objects-excluded.ndjson
+        mode: "0600"
+      vars:
+        opensearch_dashboards_log_sources: [kernel, haproxy, app, system, nginx-error, opensearch]
     - name: saved objects as the role reads them (lookup + the role's filter)
       ansible.builtin.copy:
         content: "{{{{ lookup('ansible.builtin.template', '{templates}/' ~ _opensearch_dashboards_saved_objects_template) | opensearch_dashboards_ndjson | to_json }}}}"
@@ -399,10 +409,25 @@ def test_one_saved_search_per_log_source_the_platform_ships(rendered):
             "searchplat-haproxy", "searchplat-opensearch"} <= set(by_id)
 
 
+def test_sources_the_platform_does_not_ship_get_no_saved_search(rendered):
+    lines = (rendered / "saved-objects-excluded.ndjson").read_text().splitlines()
+    objects = [json.loads(line) for line in lines if line.strip()]
+    assert objects[0]["type"] == "index-pattern"
+    kept = {s["id"] for s in DEFAULTS["opensearch_dashboards_saved_searches"] if s["source"] not in ("auth", "nginx")}
+    assert [o["id"] for o in objects[1:]] == [s["id"] for s in DEFAULTS["opensearch_dashboards_saved_searches"]
+                                              if s["id"] in kept]
+
+
 def test_platform_sources_include_every_journal_source_of_roles_rsyslog():
+    # The journal's sources are an input roles/platform wires (rsyslog_journal_sources, no
+    # default in roles/rsyslog); every other journal message gets rsyslog's default source.
     rsyslog = yaml.safe_load(RSYSLOG_DEFAULTS.read_text())
-    journal = {entry["source"] for entry in rsyslog["rsyslog_journal_sources"]} | {rsyslog["rsyslog_journal_default_source"]}
-    assert journal <= PLATFORM_SOURCES, f"roles/rsyslog ships sources without a saved search: {journal - PLATFORM_SOURCES}"
+    wired = PLATFORM_DEFAULTS["rsyslog_journal_sources"]
+    journal = set(re.findall(r"'source': '([\w-]+)'", wired)) | {rsyslog["rsyslog_journal_default_source"]}
+    assert len(journal) > 1, f"no journal source found in roles/platform's rsyslog_journal_sources: {wired}"
+    assert journal <= PLATFORM_SOURCES, f"the platform ships journal sources without a saved search: {journal - PLATFORM_SOURCES}"
+    # Every saved search's source is one the platform knows.
+    assert PLATFORM_SOURCES <= set(PLATFORM_DEFAULTS["_platform_logging_sources"])
     assert rsyslog["rsyslog_relay_opensearch_index_prefix"] + "-*" == DEFAULTS["opensearch_dashboards_index_pattern"]
 
 

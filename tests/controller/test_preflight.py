@@ -296,6 +296,14 @@ def _logging_without_writer_password(inv):
     _vars(inv)["platform_logging_writer_password"] = ""
 
 
+def _dashboards_short_reader_password(inv):
+    """OpenSearch Dashboards on (it reads the log store as the logging reader)
+    with a reader password too short for the log store."""
+    _vars(inv)["platform_opensearch_dashboards_enabled"] = True
+    _vars(inv)["opensearch_dashboards_cookie_password"] = "preflight-cookie-key-of-32-characters-only"
+    _vars(inv)["platform_logging_reader_password"] = "short"
+
+
 def _snapshots_keep_none(inv):
     _vars(inv)["opensearch_snapshots_min_count"] = 0
 
@@ -358,6 +366,9 @@ CASES = [
     ("logging-unknown-excluded-source", _logging_unknown_source, r"platform_logging_exclude_sources names mysql, which is not a log source"),
     ("logging-without-writer-password", _logging_without_writer_password,
      r"every opensearch_extra_users password must each be 8 to 72 bytes"),
+    ("dashboards-short-reader-password", _dashboards_short_reader_password,
+     r"OpenSearch Dashboards is on \(platform_opensearch_dashboards_enabled\).*"
+     r"platform_logging_reader_password set, 8 to 72 bytes \(got 5\)"),
     ("snapshots-keep-none", _snapshots_keep_none, r"opensearch_snapshots_min_count must be at least 1 \(got 0\)"),
 ]
 

@@ -106,6 +106,7 @@ BASE_VARS = {
     "opensearch_uid": 9200,
     "opensearch_gid": 9200,
     "platform_grafana_enabled": True,
+    "platform_opensearch_dashboards_enabled": True,
     "platform_backup_rest_secret": "wiring-test-rest-secret",
     "platform_backup_repository_secret": "wiring-test-repository-secret",
     "platform_logging_writer_password": "wiring-test-writer",
