@@ -269,6 +269,8 @@ REQUIRED_SECRETS = [
     ("logging", "rsyslog_relay_opensearch_password", "vault_logging_writer_password"),
     ("logging", "rsyslog_canary_opensearch_password", "vault_logging_reader_password"),
     ("logging", "rsyslog_relay_retention_password", "vault_logging_curator_password"),
+    ("logging", "platform_logging_dashboards_password", "vault_logging_dashboards_password"),
+    ("logging", "opensearch_dashboards_opensearch_password", "vault_logging_dashboards_password"),
     ("logging", "opensearch_dashboards_cookie_password", "vault_dashboards_cookie_password"),
     ("backup", "backup_server_offsite_access_key_id", "vault_backup_offsite_access_key_id"),
     ("backup", "backup_server_offsite_secret_access_key", "vault_backup_offsite_secret_access_key"),

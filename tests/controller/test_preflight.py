@@ -296,12 +296,25 @@ def _logging_without_writer_password(inv):
     _vars(inv)["platform_logging_writer_password"] = ""
 
 
-def _dashboards_short_reader_password(inv):
-    """OpenSearch Dashboards on (it reads the log store as the logging reader)
-    with a reader password too short for the log store."""
+def _dashboards_on(inv):
+    """OpenSearch Dashboards on, with every input it needs."""
     _vars(inv)["platform_opensearch_dashboards_enabled"] = True
     _vars(inv)["opensearch_dashboards_cookie_password"] = "preflight-cookie-key-of-32-characters-only"
+    _vars(inv)["platform_logging_dashboards_password"] = "preflight-log-dashboards-only"
+
+
+def _dashboards_short_reader_password(inv):
+    """OpenSearch Dashboards on (people log in as the logging reader) with a
+    reader password too short for the log store."""
+    _dashboards_on(inv)
     _vars(inv)["platform_logging_reader_password"] = "short"
+
+
+def _dashboards_without_server_password(inv):
+    """OpenSearch Dashboards on without its server account's password (the
+    log store's dashboards_server user, mapped to kibana_server)."""
+    _dashboards_on(inv)
+    del _vars(inv)["platform_logging_dashboards_password"]
 
 
 def _snapshots_keep_none(inv):
@@ -369,6 +382,9 @@ CASES = [
     ("dashboards-short-reader-password", _dashboards_short_reader_password,
      r"OpenSearch Dashboards is on \(platform_opensearch_dashboards_enabled\).*"
      r"platform_logging_reader_password set, 8 to 72 bytes \(got 5\)"),
+    ("dashboards-without-server-password", _dashboards_without_server_password,
+     r"OpenSearch Dashboards is on \(platform_opensearch_dashboards_enabled\).*"
+     r"platform_logging_dashboards_password set, 8 to 72 bytes \(got 0\): vault_logging_dashboards_password"),
     ("snapshots-keep-none", _snapshots_keep_none, r"opensearch_snapshots_min_count must be at least 1 \(got 0\)"),
 ]
 
@@ -404,9 +420,12 @@ def test_broken_inventory_rejected_before_any_change(tmp_path, target, project_r
     _assert_untouched(target, result)
 
 
-def test_valid_inventory_passes_preflight(tmp_path, target, project_root, ansible_env):
+@pytest.mark.parametrize("mutate", [lambda inv: None, _dashboards_on], ids=["default", "dashboards-on"])
+def test_valid_inventory_passes_preflight(tmp_path, target, project_root, ansible_env, mutate):
+    inv = copy.deepcopy(VALID)
+    mutate(inv)
     path = tmp_path / "hosts.yml"
-    path.write_text(yaml.safe_dump(VALID, sort_keys=False))
+    path.write_text(yaml.safe_dump(inv, sort_keys=False))
     result = subprocess.run(
         ["ansible-playbook", "-i", str(path), "playbooks/preflight.yml"],
         cwd=project_root, env=ansible_env, capture_output=True, text=True, timeout=600,

@@ -112,6 +112,7 @@ BASE_VARS = {
     "platform_logging_writer_password": "wiring-test-writer",
     "platform_logging_reader_password": "wiring-test-reader",
     "platform_logging_curator_password": "wiring-test-curator",
+    "platform_logging_dashboards_password": "wiring-test-dashboards",
 }
 
 PROBE = """---
@@ -269,6 +270,33 @@ def test_shared_settings_drive_everything_derived_from_them(project, ansible_env
     env = seen[("app1", "app")]["app_env"]
     assert env["SEARCHPLAT_OPENSEARCH_HOSTS"] == ",".join(f"https://10.9.0.{n}:19200" for n in (31, 32, 33))
     assert env["SEARCHPLAT_OPENSEARCH_USER"] == "searcher"
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["dashboards-on", "dashboards-off"])
+def test_dashboards_server_account_on_the_log_store(project, ansible_env, tmp_path, enabled):
+    """With OpenSearch Dashboards on, the log store gets its server account
+    (platform_logging_dashboards_user, mapped to the security plugin's static
+    role kibana_server) and Dashboards uses it; the reader stays for people.
+    Off: no such account. The search cluster never gets the logging users."""
+    names = {"opensearch": ["opensearch_extra_users", "opensearch_static_roles_allowed"],
+             "opensearch_dashboards": ["opensearch_dashboards_opensearch_username",
+                                       "opensearch_dashboards_opensearch_password"]}
+    seen = _run(project, ansible_env, tmp_path, {"platform_opensearch_dashboards_enabled": enabled}, names, [])
+    users = {u["name"]: (u["role"], u["password"]) for u in seen[("log1", "opensearch")]["opensearch_extra_users"]}
+    expected = {"logwriter": ("searchplat_log_writer", "wiring-test-writer"),
+                "logreader": ("searchplat_log_reader", "wiring-test-reader"),
+                "logcurator": ("searchplat_log_curator", "wiring-test-curator")}
+    if enabled:
+        expected["dashboards_server"] = ("kibana_server", "wiring-test-dashboards")
+    assert users == expected
+    assert "kibana_server" in seen[("log1", "opensearch")]["opensearch_static_roles_allowed"]
+    assert seen[("os1", "opensearch")]["opensearch_extra_users"] == []
+    if enabled:
+        assert seen[("log1", "opensearch_dashboards")] == {
+            "opensearch_dashboards_opensearch_username": "dashboards_server",
+            "opensearch_dashboards_opensearch_password": "wiring-test-dashboards"}
+    else:
+        assert ("log1", "opensearch_dashboards") not in seen
 
 
 def test_firewall_peer_addresses_come_from_inventory_variables():

@@ -26,6 +26,7 @@ USERS = {
     "searchapp": "mol-App-pw1",
     "monitoring": "mol-Mon-pw1",
     "backup": "mol-Backup-pw1",
+    "dashboards_server": "mol-Osd-pw1",
 }
 
 testinfra_hosts = ["ansible://" + name for name in NODES]
@@ -239,3 +240,30 @@ def test_snapshot_repository_verifies_and_restores():
     status, _ = call("PUT", "/_cluster/settings", "backup",
                      {"persistent": {"cluster.routing.allocation.enable": "none"}})
     assert status == 403
+
+
+def test_extra_user_mapped_to_a_static_role():
+    """opensearch_extra_users may map to a static role of the security plugin
+    (opensearch_static_roles_allowed): dashboards_server gets kibana_server,
+    the permissions of OpenSearch Dashboards' server (its own indices), and
+    nothing on the application's indices."""
+    status, body = call("GET", "/_plugins/_security/api/account", "dashboards_server")
+    assert status == 200, body
+    assert "kibana_server" in body["roles"], body
+    status, body = call("GET", "/_plugins/_security/authinfo", "dashboards_server")
+    assert status == 200 and "kibana_server" in body["roles"], body
+    index = "/.opensearch_dashboards_molecule"
+    status, body = call("PUT", index, "dashboards_server", {"settings": {"index": {"number_of_replicas": 0}}})
+    assert status == 200, body
+    status, body = call("PUT", index + "/_doc/1?refresh=true", "dashboards_server", {"type": "config"})
+    assert status == 201, body
+    status, body = call("GET", index + "/_doc/1", "dashboards_server")
+    assert status == 200 and body["_source"] == {"type": "config"}, body
+    status, _ = call("DELETE", index, "dashboards_server")
+    assert status == 200
+    status, _ = call("PUT", "/search-dashboards/_doc/1", "dashboards_server", {"x": 1})
+    assert status == 403
+    status, _ = call("GET", "/search-*/_search", "dashboards_server")
+    assert status == 403
+    rolesmapping = call("GET", "/_plugins/_security/api/rolesmapping/kibana_server", "admin")[1]
+    assert rolesmapping["kibana_server"]["users"] == ["dashboards_server"], rolesmapping
