@@ -46,7 +46,8 @@ RESOLVED = [
     "prometheus_private_address", "prometheus_web_port", "alertmanager_web_port", "platform_prometheus_user",
     "opensearch_http_port", "opensearch_app_user", "opensearch_monitoring_user", "opensearch_backup_user",
     "backup_server_port", "rsyslog_relay_port", "platform_logging_store", "platform_logging_reader_user",
-    "platform_logging_writer_user",
+    "platform_logging_writer_user", "platform_tls_protocols", "platform_tls_ciphers_tls12",
+    "platform_tls_ciphers_tls13", "platform_tls_curves",
 ]
 
 # The inventory contract's groups (docs/development.md). A marker may name

@@ -176,6 +176,14 @@ def _unknown_lb_engine(inv):
     _vars(inv)["platform_loadbalancer_engine"] = "traefik"
 
 
+def _tls_profile_without_tls13_suites(inv):
+    _vars(inv)["platform_tls_ciphers_tls13"] = []
+
+
+def _tls_profile_cbc_suite(inv):
+    _vars(inv)["platform_tls_ciphers_tls12"] = ["TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"]
+
+
 def _lb_bad_rate(inv):
     _vars(inv)["lb_haproxy_rate_limit_per_second"] = 0
 
@@ -346,6 +354,10 @@ CASES = [
     ("empty-kex-list", _empty_kex, r"an empty list would leave sshd with no usable algorithm"),
     ("fail2ban-wrong-type", _bad_fail2ban_type, r"fail2ban_maxretry"),
     ("unknown-lb-engine", _unknown_lb_engine, r"platform_loadbalancer_engine must be one of: nginx, haproxy, got: traefik"),
+    ("tls-profile-version-without-suites", _tls_profile_without_tls13_suites,
+     r"The platform's TLS profile is incomplete.*Every version listed needs its cipher suites"),
+    ("tls-profile-cbc-suite", _tls_profile_cbc_suite,
+     r"platform_tls_ciphers_tls12 must be one or more of.*TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"),
     ("lb-invalid-rate", _lb_bad_rate, r"lb_haproxy_rate_limit_per_second"),
     ("lb-no-app-servers", _lb_no_app_servers, r"Group 'app_servers' is missing or empty"),
     ("certificate-validity-too-long", _pki_long_validity, r"pki_cert_validity_days"),

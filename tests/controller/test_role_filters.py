@@ -162,6 +162,42 @@ def test_firewall_matrix_keeps_only_the_inventorys_groups():
         "loadbalancers": [{"port": 443, "from_any": True}]}
 
 
+PROFILE_TLS12 = ["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                 "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"]
+
+
+def test_tls_cipher_names_per_library():
+    # The load balancers' former literal lists, now derived from the profile.
+    assert ":".join(pf.platform_tls_cipher_names(PROFILE_TLS12, "openssl")) == (
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+    tls13 = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"]
+    assert pf.platform_tls_cipher_names(tls13, "openssl") == tls13
+    for library in ("iana", "java", "go"):
+        assert pf.platform_tls_cipher_names(PROFILE_TLS12, library) == PROFILE_TLS12
+
+
+def test_tls_curve_names_per_library():
+    profile = ["X25519", "secp256r1", "secp384r1"]
+    assert ":".join(pf.platform_tls_curve_names(profile, "openssl")) == "X25519:prime256v1:secp384r1"
+    assert ",".join(pf.platform_tls_curve_names(profile, "java")) == "x25519,secp256r1,secp384r1"
+    assert ",".join(pf.platform_tls_curve_names(profile, "go")) == "X25519,CurveP256,CurveP384"
+
+
+def test_tls_names_refuse_what_they_cannot_translate():
+    import pytest
+    from ansible.errors import AnsibleFilterError
+    with pytest.raises(AnsibleFilterError, match="unknown cipher suite.*TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"):
+        pf.platform_tls_cipher_names(["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"], "openssl")
+    with pytest.raises(AnsibleFilterError, match="library"):
+        pf.platform_tls_cipher_names(PROFILE_TLS12, "gnutls")
+    with pytest.raises(AnsibleFilterError, match="X448.*go"):
+        pf.platform_tls_curve_names(["X448"], "go")
+    with pytest.raises(AnsibleFilterError, match="expected a list"):
+        pf.platform_tls_curve_names("X25519:secp256r1", "openssl")
+
+
 def _load_lookup(name):
     path = ROOT / "roles" / "platform" / "lookup_plugins" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)

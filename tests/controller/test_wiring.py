@@ -307,3 +307,48 @@ def test_firewall_peer_addresses_come_from_inventory_variables():
     matrix = PLATFORM_DEFAULTS["_platform_firewall_matrix"]
     bad = [rule for rules in matrix.values() for rule in rules if str(rule.get("address_var", "")).startswith("_")]
     assert not bad, f"address_var must name an inventory variable: {bad}"
+
+
+def test_tls_profile_reaches_every_wired_endpoint_in_its_librarys_names(project, ansible_env, tmp_path):
+    """One profile (platform_tls_*), each endpoint in its own library's names:
+    the load balancers in OpenSSL's, both OpenSearch clusters in JSSE's and
+    Java's. The default is Mozilla intermediate: the LBs' former literals."""
+    names = {"lb_nginx": ["lb_nginx_tls_protocols", "lb_nginx_tls_ciphers", "lb_nginx_tls_ciphersuites",
+                          "lb_nginx_tls_curves"],
+             "lb_haproxy": ["lb_haproxy_tls_min_version", "lb_haproxy_tls_ciphers", "lb_haproxy_tls_ciphersuites",
+                            "lb_haproxy_tls_curves"],
+             "opensearch": ["opensearch_tls_protocols", "opensearch_tls_ciphers", "opensearch_tls_curves"]}
+    seen = _run(project, ansible_env, tmp_path, {}, names, [])
+    intermediate12 = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                      "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+    tls13 = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+    assert seen[("lb1", "lb_nginx")] == {
+        "lb_nginx_tls_protocols": ["TLSv1.2", "TLSv1.3"], "lb_nginx_tls_ciphers": intermediate12,
+        "lb_nginx_tls_ciphersuites": tls13, "lb_nginx_tls_curves": "X25519:prime256v1:secp384r1"}
+    assert seen[("lb2", "lb_haproxy")] == {
+        "lb_haproxy_tls_min_version": "TLSv1.2", "lb_haproxy_tls_ciphers": intermediate12,
+        "lb_haproxy_tls_ciphersuites": tls13, "lb_haproxy_tls_curves": "X25519:prime256v1:secp384r1"}
+    for host in ("os1", "log1"):  # the search cluster and the log store
+        values = seen[(host, "opensearch")]
+        assert values["opensearch_tls_protocols"] == ["TLSv1.2", "TLSv1.3"]
+        assert values["opensearch_tls_ciphers"][:3] == tls13.split(":")
+        assert values["opensearch_tls_ciphers"][3] == "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+        assert len(values["opensearch_tls_ciphers"]) == 9
+        assert values["opensearch_tls_curves"] == ["x25519", "secp256r1", "secp384r1"]
+
+    # A narrower profile in the inventory: every endpoint follows.
+    profile = {"platform_tls_protocols": ["TLSv1.3"],
+               "platform_tls_ciphers_tls12": ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"],
+               "platform_tls_ciphers_tls13": ["TLS_AES_256_GCM_SHA384"],
+               "platform_tls_curves": ["secp384r1"]}
+    seen = _run(project, ansible_env, tmp_path, profile, names, [])
+    assert seen[("lb1", "lb_nginx")] == {
+        "lb_nginx_tls_protocols": ["TLSv1.3"], "lb_nginx_tls_ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "lb_nginx_tls_ciphersuites": "TLS_AES_256_GCM_SHA384", "lb_nginx_tls_curves": "secp384r1"}
+    assert seen[("lb2", "lb_haproxy")] == {
+        "lb_haproxy_tls_min_version": "TLSv1.3", "lb_haproxy_tls_ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "lb_haproxy_tls_ciphersuites": "TLS_AES_256_GCM_SHA384", "lb_haproxy_tls_curves": "secp384r1"}
+    assert seen[("os1", "opensearch")] == {
+        "opensearch_tls_protocols": ["TLSv1.3"],
+        "opensearch_tls_ciphers": ["TLS_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"],
+        "opensearch_tls_curves": ["secp384r1"]}

@@ -14,6 +14,7 @@ then (lookup('role_default', ...)).
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleFilterError
 from jinja2 import Undefined
 
 
@@ -114,6 +115,76 @@ def platform_existing_groups(matrix, groups):
     return out
 
 
+# --- The platform's TLS profile (platform_tls_* in defaults/main.yml) -----------
+# Suites are named as IANA registers them (TLS_ECDHE_..._WITH_...); JSSE and
+# Go's crypto/tls use the same names. OpenSSL has its own (nginx, HAProxy,
+# rsyslog's openssl driver); TLS 1.3 suites keep their IANA names there too.
+_OPENSSL_CIPHERS = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256": "DHE-RSA-AES128-GCM-SHA256",
+    "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384": "DHE-RSA-AES256-GCM-SHA384",
+    "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "DHE-RSA-CHACHA20-POLY1305",
+    "TLS_AES_128_GCM_SHA256": "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384": "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256": "TLS_CHACHA20_POLY1305_SHA256",
+}
+_CIPHER_LIBRARIES = ("iana", "openssl", "java", "go")
+# Key-exchange groups: the profile's names (as sslyze reports them) -> each
+# library's spelling. Go's crypto/tls has no X448.
+_CURVES = {
+    "X25519": {"openssl": "X25519", "java": "x25519", "go": "X25519"},
+    "secp256r1": {"openssl": "prime256v1", "java": "secp256r1", "go": "CurveP256"},
+    "secp384r1": {"openssl": "secp384r1", "java": "secp384r1", "go": "CurveP384"},
+    "secp521r1": {"openssl": "secp521r1", "java": "secp521r1", "go": "CurveP521"},
+    "X448": {"openssl": "X448", "java": "x448"},
+}
+
+
+def _names(values, what):
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise AnsibleFilterError("%s: expected a list of names, got %r" % (what, values))
+    return [str(v) for v in values]
+
+
+def platform_tls_cipher_names(suites, library="openssl"):
+    """IANA cipher suite names (platform_tls_ciphers_tls12/_tls13) as `library`
+    names them: openssl (ECDHE-ECDSA-AES128-GCM-SHA256; TLS 1.3 suites keep
+    their names), or iana/java/go (the IANA names, unchanged). An unknown
+    suite is an error, never dropped."""
+    if library not in _CIPHER_LIBRARIES:
+        raise AnsibleFilterError("platform_tls_cipher_names: library must be one of %s, got %r"
+                                 % (", ".join(_CIPHER_LIBRARIES), library))
+    names = _names(suites, "platform_tls_cipher_names")
+    unknown = [n for n in names if n not in _OPENSSL_CIPHERS]
+    if unknown:
+        raise AnsibleFilterError("platform_tls_cipher_names: unknown cipher suite(s) %s (known IANA names: %s)"
+                                 % (", ".join(unknown), ", ".join(_OPENSSL_CIPHERS)))
+    return [_OPENSSL_CIPHERS[n] for n in names] if library == "openssl" else names
+
+
+def platform_tls_curve_names(curves, library="openssl"):
+    """Key-exchange group names (platform_tls_curves: X25519, secp256r1,
+    secp384r1, ...) as `library` spells them: openssl (X25519, prime256v1,
+    secp384r1), java (x25519, secp256r1, secp384r1: jdk.tls.namedGroups) or
+    go (X25519, CurveP256, CurveP384). Unknown names, or a group the library
+    does not have, are errors."""
+    if library not in ("openssl", "java", "go"):
+        raise AnsibleFilterError("platform_tls_curve_names: library must be openssl, java or go, got %r" % (library,))
+    out = []
+    for name in _names(curves, "platform_tls_curve_names"):
+        spelling = _CURVES.get(name, {}).get(library)
+        if spelling is None:
+            raise AnsibleFilterError("platform_tls_curve_names: %r is not a group %s supports here (known: %s)"
+                                     % (name, library, ", ".join(c for c in _CURVES if library in _CURVES[c])))
+        out.append(spelling)
+    return out
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -127,4 +198,6 @@ class FilterModule:
             "platform_transport_addresses": platform_transport_addresses,
             "platform_cluster_manager_nodes": platform_cluster_manager_nodes,
             "platform_existing_groups": platform_existing_groups,
+            "platform_tls_cipher_names": platform_tls_cipher_names,
+            "platform_tls_curve_names": platform_tls_curve_names,
         }

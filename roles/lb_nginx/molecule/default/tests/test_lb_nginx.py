@@ -344,3 +344,9 @@ def test_sslyze_mozilla_intermediate(address, ca_file):
     sys.stdout.write(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{NAME}:443: OK - Compliant." in proc.stdout
+    # Exactly the profile's groups and TLS 1.3 suites (ssl_ecdh_curve, ssl_conf_command).
+    curves = re.search(r"Supported curves:\s+(.*)$", proc.stdout, re.M)
+    assert curves and sorted(curves.group(1).split(", ")) == ["X25519", "secp256r1", "secp384r1"], proc.stdout
+    tls13 = proc.stdout.split("* TLS 1.3 Cipher Suites:", 1)[1].split("* ", 1)[0]
+    assert sorted(re.findall(r"^\s+(TLS_\w+)\s", tls13, re.M)) == [
+        "TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"], tls13

@@ -9,7 +9,10 @@ the scenario's test values (molecule.yml).
 import base64
 import json
 import os
+import re
+import shlex
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -121,6 +124,11 @@ def test_configuration(host):
     assert "plugins.security.ssl.http.enabled: true" in conf
     assert "transport.host: \"127.200.0.1" in conf
     assert "cluster.routing.allocation.awareness.attributes: zone" in conf
+    for layer in ("http", "transport"):
+        assert 'plugins.security.ssl.%s.enabled_protocols: ["TLSv1.2", "TLSv1.3"]' % layer in conf
+        assert 'plugins.security.ssl.%s.enabled_ciphers: ["TLS_AES_128_GCM_SHA256"' % layer in conf
+    jvm = host.file("/etc/opensearch/jvm.options").content_string
+    assert "-Djdk.tls.namedGroups=x25519,secp256r1,secp384r1" in jvm
     heap = host.file("/etc/opensearch/jvm.options.d/heap.options").content_string
     assert "-Xms384m" in heap and "-Xmx384m" in heap
     users = host.file("/etc/opensearch/opensearch-security/internal_users.yml").content_string
@@ -267,3 +275,102 @@ def test_extra_user_mapped_to_a_static_role():
     assert status == 403
     rolesmapping = call("GET", "/_plugins/_security/api/rolesmapping/kibana_server", "admin")[1]
     assert rolesmapping["kibana_server"]["users"] == ["dashboards_server"], rolesmapping
+
+
+# --- TLS: real handshakes against the platform's profile ----------------------------
+# OpenSSL's s_client offers one suite and a chosen list of groups; the node
+# must refuse what Mozilla's intermediate profile leaves out (the CBC suites
+# and the groups X448 and secp521r1 it accepted before the profile) and
+# accept what it lists. In TLS 1.2 Java serves an ECDSA certificate only to
+# a client that lists the certificate's curve (P-256), so there the
+# profile's group is offered last, after X448 and secp521r1: Java takes the
+# client's first group it allows (secp521r1 before the profile), so it must
+# choose P-256. HTTP (9200) from the controller; transport (9300, bound to
+# the node's 127.200.0.x address, mutual TLS) from the node itself with the
+# node's certificate as the client's.
+
+def _handshake(argv, run=None):
+    """(output, negotiated cipher or None, the server's temporary key or None) of one s_client handshake."""
+    argv = ["openssl", "s_client", "-verify_return_error"] + argv
+    if run is None:
+        proc = subprocess.run(argv, input="", capture_output=True, text=True, timeout=60)
+        rc, out = proc.returncode, proc.stdout + proc.stderr
+    else:
+        result = run(" ".join(shlex.quote(a) for a in argv) + " </dev/null")
+        rc, out = result.rc, result.stdout + result.stderr
+    cipher = re.search(r"Cipher is (\S+)", out)
+    cipher = cipher.group(1) if cipher and cipher.group(1) != "(NONE)" else None
+    key = re.search(r"(?:Server|Peer) Temp Key: (.*)$", out, re.M)
+    if rc != 0 or "Verify return code: 0 (ok)" not in out:
+        cipher = None
+    return out, cipher, key.group(1) if key else None
+
+
+def _refused(out, cipher):
+    # The server refused: an alert received from it (ssl3_read_bytes), not
+    # the client giving up before sending (no ciphers available) or the network.
+    return cipher is None and re.search(r"ssl3_read_bytes:\w+ alert ", out) is not None
+
+
+REFUSED = [
+    ("TLS 1.2 ECDHE-ECDSA-AES128-SHA", ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"]),
+    ("TLS 1.2 ECDHE-ECDSA-AES128-SHA256", ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256"]),
+    ("TLS 1.2 ECDHE-ECDSA-AES256-SHA", ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA"]),
+    ("TLS 1.2 ECDHE-ECDSA-AES256-SHA384", ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA384"]),
+    ("TLS 1.3 secp521r1", ["-tls1_3", "-groups", "secp521r1"]),
+    ("TLS 1.3 X448", ["-tls1_3", "-groups", "X448"]),
+    ("TLS 1.1", ["-tls1_1", "-cipher", "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0"]),
+]
+ACCEPTED = [
+    ("TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256 X25519",
+     ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", "-curves", "X25519:prime256v1"],
+     "ECDHE-ECDSA-AES128-GCM-SHA256", "X25519"),
+    ("TLS 1.2 X448 and secp521r1 passed over for P-256",
+     ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", "-curves", "X448:secp521r1:prime256v1"],
+     "ECDHE-ECDSA-AES128-GCM-SHA256", "prime256v1"),
+    ("TLS 1.2 ECDHE-ECDSA-CHACHA20-POLY1305 P-384",
+     ["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305", "-curves", "secp384r1:prime256v1"],
+     "ECDHE-ECDSA-CHACHA20-POLY1305", "secp384r1"),
+    ("TLS 1.3 TLS_AES_256_GCM_SHA384 P-256",
+     ["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384", "-groups", "prime256v1"],
+     "TLS_AES_256_GCM_SHA384", "prime256v1"),
+    ("TLS 1.3 X448 and secp521r1 passed over for X25519",
+     ["-tls1_3", "-groups", "X448:secp521r1:X25519"],
+     "TLS_AES_128_GCM_SHA256", "X25519"),
+]
+
+
+def _http(options):
+    return _handshake(["-connect", "%s:9200" % ADDRESSES[0], "-CAfile", CA] + options)
+
+
+def _transport(host, options):
+    conf = host.file("/etc/opensearch/opensearch.yml").content_string
+    address = re.search(r'^transport\.host: "?([0-9.]+)', conf, re.M).group(1)
+    return _handshake(["-connect", "%s:9300" % address, "-CAfile", "/etc/ssl/searchplat/ca.crt",
+                       "-cert", "/etc/ssl/searchplat/opensearch.crt",
+                       "-key", "/etc/ssl/searchplat/opensearch.key"] + options, run=host.run)
+
+
+@pytest.mark.parametrize("name,options", REFUSED, ids=[r[0] for r in REFUSED])
+def test_http_tls_refuses_outside_the_profile(name, options):
+    out, cipher, _ = _http(options)
+    assert _refused(out, cipher), "%s accepted on 9200 (%s):\n%s" % (name, cipher, out[-2000:])
+
+
+@pytest.mark.parametrize("name,options,cipher,key", ACCEPTED, ids=[a[0] for a in ACCEPTED])
+def test_http_tls_accepts_the_profile(name, options, cipher, key):
+    out, negotiated, temp_key = _http(options)
+    assert negotiated == cipher and key in (temp_key or ""), "%s on 9200:\n%s" % (name, out[-2000:])
+
+
+@pytest.mark.parametrize("name,options", REFUSED, ids=[r[0] for r in REFUSED])
+def test_transport_tls_refuses_outside_the_profile(host, name, options):
+    out, cipher, _ = _transport(host, options)
+    assert _refused(out, cipher), "%s accepted on 9300 (%s):\n%s" % (name, cipher, out[-2000:])
+
+
+@pytest.mark.parametrize("name,options,cipher,key", ACCEPTED, ids=[a[0] for a in ACCEPTED])
+def test_transport_tls_accepts_the_profile(host, name, options, cipher, key):
+    out, negotiated, temp_key = _transport(host, options)
+    assert negotiated == cipher and key in (temp_key or ""), "%s on 9300:\n%s" % (name, out[-2000:])

@@ -1,0 +1,86 @@
+"""The platform's TLS profile on every endpoint it is wired to.
+
+roles/platform's `platform_tls_protocols`, `platform_tls_ciphers_tls12`,
+`platform_tls_ciphers_tls13` and `platform_tls_curves` (Mozilla
+intermediate by default) feed the load balancers (roles/lb_nginx,
+roles/lb_haproxy: 443) and both OpenSearch clusters (roles/opensearch: HTTP
+and transport; the search cluster's nodes and, with
+`platform_logging_store: dedicated`, the log store on the logging hosts).
+Each endpoint the controller reaches is scanned with
+``sslyze --mozilla_config=intermediate`` (tlsprobe.py): it must be
+compliant, and accept nothing outside the
+inventory's profile (no TLS 1.2 suite, TLS 1.3 suite or group it does not
+list, no version it does not list).
+
+OpenSearch's transport (9300) is mutual TLS on addresses only the nodes
+reach (the lab's loopback aliases): the opensearch role's Molecule scenario
+checks it with real handshakes (CBC suites, secp521r1 and X448 refused, the
+profile's suites and groups accepted).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+
+import pytest
+from skips import not_configured
+from tlsprobe import sslyze_scan
+
+pytestmark = pytest.mark.groups("loadbalancers", "opensearch", "logging")
+
+
+def _name(host) -> str:
+    return host.backend.get_hostname()
+
+
+@pytest.fixture
+def endpoint(host, inventory):
+    """(SNI name, port, address, tier) of the TLS endpoint `host` serves under the profile."""
+    name = _name(host)
+    groups = inventory.groups_of(name)
+    address = inventory.address(name)
+    if "loadbalancers" in groups:
+        return inventory.resolved(name, "_platform_lb_server_names")[0], 443, address, "load balancer"
+    if "opensearch" in groups:
+        return name, int(inventory.resolved(name, "opensearch_http_port")), address, "search cluster"
+    if inventory.resolved(name, "platform_logging_store") != "dedicated":
+        not_configured(f"{name}: no log store of its own (platform_logging_store is not dedicated)")
+    return name, int(inventory.resolved(name, "opensearch_http_port")), address, "log store"
+
+
+@pytest.fixture
+def ca_file(host):
+    """The internal CA the host's certificates chain to, as a local file."""
+    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
+        f.write(host.file("/etc/ssl/searchplat/ca.crt").content_string)
+    yield f.name
+    os.unlink(f.name)
+
+
+@pytest.fixture
+def profile(host, inventory):
+    name = _name(host)
+    return {key: list(inventory.resolved(name, f"platform_tls_{key}"))
+            for key in ("protocols", "ciphers_tls12", "ciphers_tls13", "curves")}
+
+
+def test_sslyze_mozilla_intermediate_and_nothing_outside_the_profile(endpoint, ca_file, profile):
+    server_name, port, address, tier = endpoint
+    try:
+        socket.create_connection((address, port), timeout=10).close()
+    except OSError as err:
+        pytest.fail(f"{tier} {address}:{port} unreachable from the controller ({err}): converge the tier, or "
+                    "allow the controller in firewall_extra_rules (the lab's inventory does)", pytrace=False)
+    scan = sslyze_scan(server_name, port, address, ca_file)
+    print(scan.report())
+    assert scan.compliant, f"{tier}: {scan.verdict} {scan.issues}\n{scan.report()}"
+    for version in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
+        assert not scan.accepted(version), f"{tier} accepts {version}: {sorted(scan.accepted(version))}"
+    tls12, tls13 = scan.accepted("TLSv1.2"), scan.accepted("TLSv1.3")
+    assert bool(tls12) == ("TLSv1.2" in profile["protocols"]), f"{tier}: TLS 1.2 suites {sorted(tls12)}"
+    assert bool(tls13) == ("TLSv1.3" in profile["protocols"]), f"{tier}: TLS 1.3 suites {sorted(tls13)}"
+    assert tls12 <= set(profile["ciphers_tls12"]), f"{tier}: outside the profile: {sorted(tls12 - set(profile['ciphers_tls12']))}"
+    assert tls13 <= set(profile["ciphers_tls13"]), f"{tier}: outside the profile: {sorted(tls13 - set(profile['ciphers_tls13']))}"
+    assert scan.curves == set(profile["curves"]), f"{tier}: groups {sorted(scan.curves)}, profile {profile['curves']}"
