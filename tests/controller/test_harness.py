@@ -157,6 +157,8 @@ def _acceptance_fixture(tmp_path: pathlib.Path, marker: str) -> tuple[pathlib.Pa
     suite = tmp_path / "acceptance"
     suite.mkdir()
     shutil.copy(ROOT / "tests" / "acceptance" / "conftest.py", suite / "conftest.py")
+    # conftest.py imports the lab's turn-taking (disruption.lab_turn).
+    shutil.copy(ROOT / "tests" / "acceptance" / "disruption.py", suite / "disruption.py")
     write(suite / "test_tier.py", f"""\
         import pytest
 
