@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
+import time
 
 _held: dict[str, int] = {}
 
@@ -53,3 +55,27 @@ def lab_turn(exclusive: bool):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# Read on the first monitoring host (Alertmanager's port is open to the
+# monitoring group, not to the controller).
+_ALERTS_READER = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
+
+
+def active_alerts(inventory, peer, name, **labels):
+    """Alertmanager's active alerts called `name` whose labels include `labels`."""
+    monitor = inventory.hosts_in("monitoring")[0]
+    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
+    alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", _ALERTS_READER, url))
+    return [a for a in alerts if a["labels"].get("alertname") == name
+            and all(a["labels"].get(k) == v for k, v in labels.items())]
+
+
+def wait_until(predicate, seconds, step=5):
+    """True as soon as predicate() holds, False after `seconds` without."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

@@ -20,7 +20,7 @@ import time
 import uuid
 
 import pytest
-from disruption import disruption_lock
+from disruption import active_alerts, disruption_lock, wait_until
 
 pytestmark = pytest.mark.groups("opensearch")
 
@@ -190,23 +190,6 @@ def test_restore_drill_restores_the_latest_snapshot_without_loss(host, peer, adm
 
 # --- disruptive --------------------------------------------------------------------------
 
-def _alerts(inventory, peer, name):
-    monitor = inventory.hosts_in("monitoring")[0]
-    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
-    alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", code, url))
-    return [a for a in alerts if a["labels"].get("alertname") == name]
-
-
-def _wait(predicate, seconds, step=5):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
-
-
 @pytest.mark.disruptive
 @pytest.mark.once
 def test_a_failed_snapshot_raises_its_alert_and_recovers(host, inventory, peer, admin, cluster_disruption):
@@ -219,11 +202,11 @@ def test_a_failed_snapshot_raises_its_alert_and_recovers(host, inventory, peer, 
             elected.run(f"rm -f {broken}")
     assert result.rc != 0 and "FAILED" in result.stdout, result.stdout
     assert _metrics(elected, METRICS)["searchplat_opensearch_snapshot_success"] == 0
-    assert _wait(lambda: _alerts(inventory, peer, "OpenSearchSnapshotFailed"), 180), \
+    assert wait_until(lambda: active_alerts(inventory, peer, "OpenSearchSnapshotFailed"), 180), \
         "OpenSearchSnapshotFailed never reached Alertmanager"
     result = _run(elected, "snapshot")
     assert result.rc == 0, result.stdout + result.stderr
-    assert _wait(lambda: not _alerts(inventory, peer, "OpenSearchSnapshotFailed"), 300), \
+    assert wait_until(lambda: not active_alerts(inventory, peer, "OpenSearchSnapshotFailed"), 300), \
         "OpenSearchSnapshotFailed did not resolve after a good run"
 
 

@@ -19,7 +19,7 @@ import time
 import uuid
 
 import pytest
-from disruption import disruption_lock
+from disruption import active_alerts, disruption_lock, wait_until
 
 pytestmark = pytest.mark.groups("all")
 
@@ -197,22 +197,9 @@ def test_a_deleted_file_is_restored_with_restore_host(host, inventory, peer, bac
 @pytest.mark.once
 def test_a_failed_backup_raises_its_alert_and_recovers(host, inventory, peer, backup_lock):
     server, victim = peer(_server(inventory)), peer(inventory.hosts_in("app_servers")[0])
-    monitor = inventory.hosts_in("monitoring")[0]
-    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
 
     def firing():
-        alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", code, url))
-        return [a for a in alerts if a["labels"].get("alertname") == "BackupFailed"
-                and a["labels"].get("instance") == _name(victim)]
-
-    def wait(predicate, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(5)
-        return False
+        return active_alerts(inventory, peer, "BackupFailed", instance=_name(victim))
 
     with server.sudo():
         server.check_output("systemctl stop rclone-restic")
@@ -221,10 +208,10 @@ def test_a_failed_backup_raises_its_alert_and_recovers(host, inventory, peer, ba
             result = victim.run(f"timeout 300 {RUN} etc")
         assert result.rc != 0, "the backup succeeded with the server stopped"
         assert _metrics(victim, "backup_client_etc")['searchplat_backup_success{set="etc"}'] == 0
-        assert wait(firing, 180), "BackupFailed never reached Alertmanager"
+        assert wait_until(firing, 180), "BackupFailed never reached Alertmanager"
     finally:
         with server.sudo():
             server.check_output("systemctl start rclone-restic")
     with victim.sudo():
         assert victim.run(f"{RUN} etc").rc == 0
-    assert wait(lambda: not firing(), 300), "BackupFailed did not resolve after a good backup"
+    assert wait_until(lambda: not firing(), 300), "BackupFailed did not resolve after a good backup"

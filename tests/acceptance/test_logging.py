@@ -26,7 +26,7 @@ import urllib.request
 import uuid
 
 import pytest
-from disruption import disruption_lock
+from disruption import active_alerts, disruption_lock, wait_until
 
 pytestmark = pytest.mark.groups("all")
 
@@ -304,21 +304,9 @@ def test_nothing_is_lost_while_the_relay_and_then_the_store_are_down(host, inven
 @pytest.mark.once
 def test_a_wrong_writer_password_raises_the_refusal_alert(host, inventory, peer, logging_disruption):
     relay = peer(inventory.hosts_in("logging")[0])
-    monitor = inventory.hosts_in("monitoring")[0]
-    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
 
     def firing():
-        alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", code, url))
-        return [a for a in alerts if a["labels"].get("alertname") == "LogStoreRefusingWrites"]
-
-    def wait(predicate, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(5)
-        return False
+        return active_alerts(inventory, peer, "LogStoreRefusingWrites")
 
     secret = "/etc/rsyslog-searchplat/opensearch-writer.password"
     with relay.sudo():
@@ -327,8 +315,8 @@ def test_a_wrong_writer_password_raises_the_refusal_alert(host, inventory, peer,
     try:
         for i in range(20):
             relay.run(f"logger -t searchplat-acceptance 'refused write {i}'")
-        assert wait(firing, 240), "LogStoreRefusingWrites never reached Alertmanager"
+        assert wait_until(firing, 240), "LogStoreRefusingWrites never reached Alertmanager"
     finally:
         with relay.sudo():
             relay.check_output(f"mv {secret}.acceptance {secret} && systemctl restart rsyslog")
-    assert wait(lambda: not firing(), 900), "LogStoreRefusingWrites did not resolve after the password was fixed"
+    assert wait_until(lambda: not firing(), 900), "LogStoreRefusingWrites did not resolve after the password was fixed"
