@@ -27,19 +27,7 @@ import urllib.request
 import uuid
 
 import yaml
-
-
-def hostvars(inventory, host):
-    out = subprocess.run(["ansible-inventory", "-i", inventory, "--host", host],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
-
-
-def secret(inventory, host, key):
-    value = str(hostvars(inventory, host).get(key, ""))
-    if value.startswith("{{"):
-        value = str(hostvars(inventory, host)[value.strip("{} ")])
-    return value
+from bench_inventory import hostvars, secret
 
 
 class Store:

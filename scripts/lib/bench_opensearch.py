@@ -18,7 +18,6 @@ Usage: python bench_opensearch.py INVENTORY [DOCS] [QUERIES]
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import subprocess
@@ -26,25 +25,13 @@ import sys
 import time
 
 import yaml
+from bench_inventory import hostvars, secret
 from opensearchpy import OpenSearch, helpers
 
 WORDS = ("search platform cluster shard replica node index query ranking relevance "
          "latency throughput snapshot restore balancer upstream certificate firewall "
          "monitoring alert backup retention analyzer token field mapping document "
          "segment merge refresh flush heap garbage collector thread pool queue").split()
-
-
-def hostvars(inventory, host):
-    out = subprocess.run(["ansible-inventory", "-i", inventory, "--host", host],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
-
-
-def secret(inventory, host, key):
-    value = str(hostvars(inventory, host).get(key, ""))
-    if value.startswith("{{"):
-        value = str(hostvars(inventory, host)[value.strip("{} ")])
-    return value
 
 
 def main():
