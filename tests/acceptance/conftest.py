@@ -45,6 +45,7 @@ RESOLVED = [
     "_platform_lb_https_port", "keepalived_virtual_ip", "firewall_group_rules", "firewall_extra_rules",
     "prometheus_private_address", "prometheus_web_port", "alertmanager_web_port", "platform_prometheus_user",
     "opensearch_http_port", "opensearch_app_user", "opensearch_monitoring_user", "opensearch_backup_user",
+    "opensearch_restored_index_prefix",
     "backup_server_port", "rsyslog_relay_port", "platform_logging_store", "platform_logging_reader_user",
     "platform_logging_writer_user", "platform_tls_protocols", "platform_tls_ciphers_tls12",
     "platform_tls_ciphers_tls13", "platform_tls_curves",

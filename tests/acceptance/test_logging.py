@@ -180,6 +180,14 @@ def test_an_sshd_failure_is_found_by_its_source(host, inventory, peer, logstore)
 
 
 @pytest.mark.once
+def test_the_log_store_holds_the_logs_template(host, logstore):
+    status, body = logstore.call("GET", "/_index_template/searchplat-logs", user="admin")
+    assert status == 200, body
+    (template,) = body["index_templates"]
+    assert template["index_template"]["index_patterns"] == ["logs-*"], template
+
+
+@pytest.mark.once
 def test_the_writer_writes_logs_only_and_strangers_get_nothing(host, logstore):
     status, _ = logstore.call("POST", "/logs-*/_search", {"size": 1}, user="writer")
     assert status == 403, "the writer may search"

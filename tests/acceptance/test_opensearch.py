@@ -189,32 +189,46 @@ def test_users_have_least_privilege(host, inventory, os_client):
 
 @pytest.mark.once
 def test_index_templates_installed(host, inventory, admin):
+    """The search cluster holds the app's template, and the logs' only when
+    it is the log store (platform_logging_store: search); a dedicated log
+    store holds that one (test_logging)."""
     names = {t["name"] for t in admin.indices.get_index_template()["index_templates"]}
-    assert {"searchplat-app", "searchplat-logs"} <= names, names
+    assert "searchplat-app" in names, names
+    logs_here = inventory.resolved(host.backend.get_hostname(), "platform_logging_store") == "search"
+    assert ("searchplat-logs" in names) == logs_here, names
 
 
 @pytest.mark.once
 def test_snapshot_and_restore_keep_every_document(host, inventory, admin, os_client):
+    """The backup user snapshots an index and restores it into its own copies
+    (opensearch_restored_index_prefix); a restore under any other name is
+    the admin's and refused to it."""
     backup = os_client("backup")
     repos = admin.snapshot.get_repository()
     assert repos, "no snapshot repository registered"
     repo = sorted(repos)[0]
     assert backup.snapshot.verify_repository(repository=repo)["nodes"]
+    prefix = inventory.resolved(host.backend.get_hostname(), "opensearch_restored_index_prefix")
     index = f"search-snap-{uuid.uuid4().hex[:8]}"
     admin.bulk(body="".join(f'{{"index":{{"_index":"{index}"}}}}\n{{"n":{i}}}\n' for i in range(500)), params={"refresh": "true"})
     snap = f"acceptance-{uuid.uuid4().hex[:8]}"
+
+    def restore(replacement):
+        return backup.snapshot.restore(repository=repo, snapshot=snap,
+                                       body={"indices": index, "rename_pattern": "(.+)",
+                                             "rename_replacement": replacement, "include_global_state": False},
+                                       params={"wait_for_completion": "true", "request_timeout": 120})
     try:
         backup.snapshot.create(repository=repo, snapshot=snap,
                                body={"indices": index, "include_global_state": False},
                                params={"wait_for_completion": "true", "request_timeout": 120})
-        backup.snapshot.restore(repository=repo, snapshot=snap,
-                                body={"indices": index, "rename_pattern": "(.+)",
-                                      "rename_replacement": "$1-restored"},
-                                params={"wait_for_completion": "true", "request_timeout": 120})
-        admin.indices.refresh(index=f"{index}-restored")
-        assert admin.count(index=f"{index}-restored")["count"] == 500
+        with pytest.raises(AuthorizationException):
+            restore("$1-elsewhere")
+        restore(prefix + "$1")
+        admin.indices.refresh(index=prefix + index)
+        assert admin.count(index=prefix + index)["count"] == 500
     finally:
-        admin.indices.delete(index=f"{index}*", params={"ignore_unavailable": "true"})
+        admin.indices.delete(index=f"{index}*,{prefix}{index}", params={"ignore_unavailable": "true"})
         backup.snapshot.delete(repository=repo, snapshot=snap, params={"ignore": 404})
 
 
