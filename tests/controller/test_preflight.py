@@ -1,11 +1,15 @@
 """Broken inventories are rejected by preflight before any host is changed.
 
 Each case starts from a valid inventory (every host is the same disposable
-container, reached with the docker connection), breaks one thing, runs the
-whole site.yml and asserts that:
+container, reached with the docker connection), breaks one thing, runs
+preflight and asserts that:
   - the run fails with a message naming what to fix,
   - no play after preflight started and no task reported a change,
   - the container is untouched (nothing the common tier installs is there).
+The cases in SITE_CASES (one per kind of check: the inventory contract, a
+role's argument spec, a relation between tiers) run the whole site.yml,
+which proves that its first play stops every later one; the others run
+playbooks/preflight.yml, that same first play, without loading the tiers.
 """
 
 from __future__ import annotations
@@ -401,11 +405,14 @@ CASES = [
 ]
 
 
-def _run_site(tmp_path, inv, project_root, ansible_env):
+SITE_CASES = {"missing-group", "firewall-invalid-port", "backup-without-backup-host"}
+
+
+def _run_site(tmp_path, inv, project_root, ansible_env, playbook="site.yml"):
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inv, sort_keys=False))
     return subprocess.run(
-        ["ansible-playbook", "-i", str(path), "site.yml"],
+        ["ansible-playbook", "-i", str(path), playbook],
         cwd=project_root, env=ansible_env, capture_output=True, text=True, timeout=600,
     )
 
@@ -420,14 +427,19 @@ def _assert_untouched(target_name, result):
     assert "install ok installed" not in probe.stdout, "the common tier installed packages"
 
 
+def test_site_cases_are_cases():
+    assert SITE_CASES <= {c[0] for c in CASES}
+
+
 @pytest.mark.parametrize("case_id,mutate,expected", CASES, ids=[c[0] for c in CASES])
 def test_broken_inventory_rejected_before_any_change(tmp_path, target, project_root, ansible_env,
                                                      case_id, mutate, expected):
     inv = copy.deepcopy(VALID)
     mutate(inv)
-    result = _run_site(tmp_path, inv, project_root, ansible_env)
+    playbook = "site.yml" if case_id in SITE_CASES else "playbooks/preflight.yml"
+    result = _run_site(tmp_path, inv, project_root, ansible_env, playbook)
     out = result.stdout + result.stderr
-    assert result.returncode != 0, f"{case_id}: site.yml succeeded on a broken inventory"
+    assert result.returncode != 0, f"{case_id}: {playbook} succeeded on a broken inventory"
     assert re.search(expected, " ".join(out.split()), re.S), f"{case_id}: expected /{expected}/ in:\n{out[-3000:]}"
     _assert_untouched(target, result)
 
