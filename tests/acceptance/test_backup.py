@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 
+import prometheus_api
 import pytest
 from disruption import disruption_lock
 
@@ -192,9 +193,7 @@ def test_restore_drill_restores_the_latest_snapshot_without_loss(host, peer, adm
 
 def _alerts(inventory, peer, name):
     monitor = inventory.hosts_in("monitoring")[0]
-    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
-    alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", code, url))
+    alerts = prometheus_api.alertmanager_get_json(peer(monitor), inventory, "/api/v2/alerts?active=true")
     return [a for a in alerts if a["labels"].get("alertname") == name]
 
 

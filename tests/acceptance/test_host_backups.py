@@ -18,6 +18,7 @@ import subprocess
 import time
 import uuid
 
+import prometheus_api
 import pytest
 from disruption import disruption_lock
 
@@ -198,11 +199,9 @@ def test_a_deleted_file_is_restored_with_restore_host(host, inventory, peer, bac
 def test_a_failed_backup_raises_its_alert_and_recovers(host, inventory, peer, backup_lock):
     server, victim = peer(_server(inventory)), peer(inventory.hosts_in("app_servers")[0])
     monitor = inventory.hosts_in("monitoring")[0]
-    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
 
     def firing():
-        alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", code, url))
+        alerts = prometheus_api.alertmanager_get_json(peer(monitor), inventory, "/api/v2/alerts?active=true")
         return [a for a in alerts if a["labels"].get("alertname") == "BackupFailed"
                 and a["labels"].get("instance") == _name(victim)]
 

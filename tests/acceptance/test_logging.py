@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import prometheus_api
 import pytest
 from disruption import disruption_lock
 
@@ -305,11 +306,9 @@ def test_nothing_is_lost_while_the_relay_and_then_the_store_are_down(host, inven
 def test_a_wrong_writer_password_raises_the_refusal_alert(host, inventory, peer, logging_disruption):
     relay = peer(inventory.hosts_in("logging")[0])
     monitor = inventory.hosts_in("monitoring")[0]
-    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
 
     def firing():
-        alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", code, url))
+        alerts = prometheus_api.alertmanager_get_json(peer(monitor), inventory, "/api/v2/alerts?active=true")
         return [a for a in alerts if a["labels"].get("alertname") == "LogStoreRefusingWrites"]
 
     def wait(predicate, seconds):
