@@ -44,6 +44,7 @@ RESOLVED = [
     "app_name", "app_port", "app_ready_path", "platform_loadbalancer_engine", "_platform_lb_server_names",
     "_platform_lb_https_port", "keepalived_virtual_ip", "firewall_group_rules", "firewall_extra_rules",
     "prometheus_private_address", "prometheus_web_port", "alertmanager_web_port", "platform_prometheus_user",
+    "platform_alertmanager_user",
     "opensearch_http_port", "opensearch_app_user", "opensearch_monitoring_user", "opensearch_backup_user",
     "opensearch_restored_index_prefix",
     "backup_server_port", "rsyslog_relay_port", "platform_logging_store", "platform_logging_reader_user",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tempfile
 import time
@@ -57,16 +56,20 @@ def lab_turn(exclusive: bool):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-# Read on the first monitoring host (Alertmanager's port is open to the
-# monitoring group, not to the controller).
-_ALERTS_READER = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())"
-
-
 def active_alerts(inventory, peer, name, **labels):
-    """Alertmanager's active alerts called `name` whose labels include `labels`."""
+    """Alertmanager's active alerts called `name` whose labels include `labels`.
+
+    Read on the first monitoring host (Alertmanager's port is open to the
+    monitoring group, not to the controller), over HTTPS verified against
+    the platform CA, as the platform's Alertmanager user
+    (prometheus_api.alertmanager_get_json: the password from the file
+    Prometheus sends its alerts with, never on a command line)."""
+    # Imported here: conftest.py imports this module for lab_turn, also
+    # where only the two are present (tests/controller/test_harness.py).
+    import prometheus_api
+
     monitor = inventory.hosts_in("monitoring")[0]
-    url = f"http://{inventory.address(monitor)}:9093/api/v2/alerts?active=true"
-    alerts = json.loads(peer(monitor).check_output("python3 -c %s %s", _ALERTS_READER, url))
+    alerts = prometheus_api.alertmanager_get_json(peer(monitor), inventory, "/api/v2/alerts?active=true")
     return [a for a in alerts if a["labels"].get("alertname") == name
             and all(a["labels"].get(k) == v for k, v in labels.items())]
 

@@ -10,6 +10,11 @@ self-scrape job uses (/etc/prometheus/secrets/prometheus.password, root and
 the prometheus group only), so no password crosses a command line or the
 test's output. The port matrix opens 9090 only to the monitoring and
 load-balancer groups, not to the controller.
+
+Alertmanager the same way (alertmanager_*): HTTPS with its own certificate
+from the platform CA and basic auth as platform_alertmanager_user, whose
+password the reader takes from the file Prometheus sends its alerts with
+(/etc/prometheus/secrets/alerting.alertmanagers.password).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 
 CA_FILE = "/etc/ssl/searchplat/ca.crt"
 PASSWORD_FILE = "/etc/prometheus/secrets/prometheus.password"
+ALERTMANAGER_PASSWORD_FILE = "/etc/prometheus/secrets/alerting.alertmanagers.password"
 
 # argv: base URL, user, password file ('' for none), JSON list of paths.
 # Prints a JSON list with one entry per path: {"status": HTTP status, "body": text}.
@@ -73,5 +79,33 @@ def get_many(host, inventory, paths, authenticated=True, plain_http=False):
 def get_json(host, inventory, path):
     """The JSON body of one authenticated GET; fails on any status but 200."""
     reply = get_many(host, inventory, [path])[0]
+    assert reply["status"] == 200, f"GET {path}: {reply['status']} {reply['body'][:300]}"
+    return json.loads(reply["body"])
+
+
+def alertmanager_base_url(host, inventory) -> str:
+    name = _name(host)
+    address = inventory.resolved(name, "prometheus_private_address")
+    return f"https://{address}:{inventory.resolved(name, 'alertmanager_web_port')}"
+
+
+def alertmanager_get_many(host, inventory, paths, authenticated=True, plain_http=False):
+    """[{status, body}] for each path of the Alertmanager on this monitoring
+    host, as the platform's Alertmanager user (or without credentials;
+    plain_http: http:// to the same port)."""
+    base = alertmanager_base_url(host, inventory)
+    if plain_http:
+        base = "http:" + base.removeprefix("https:")
+    with host.sudo():
+        out = host.check_output("python3 -c %s %s %s %s %s %s", READER, base,
+                                str(inventory.resolved(_name(host), "platform_alertmanager_user")),
+                                ALERTMANAGER_PASSWORD_FILE if authenticated else "",
+                                json.dumps(list(paths)), CA_FILE)
+    return json.loads(out)
+
+
+def alertmanager_get_json(host, inventory, path):
+    """The JSON body of one authenticated GET to Alertmanager; fails on any status but 200."""
+    reply = alertmanager_get_many(host, inventory, [path])[0]
     assert reply["status"] == 200, f"GET {path}: {reply['status']} {reply['body'][:300]}"
     return json.loads(reply["body"])

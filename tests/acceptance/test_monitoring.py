@@ -2,14 +2,13 @@
 
 Against the live Prometheus and Alertmanager of each monitoring host, through
 their HTTP APIs, queried from that host itself (their private address; the
-firewall opens 9090 and 9093 to the monitoring group). Prometheus answers
-over HTTPS with basic auth only (prometheus_api.py). The end-to-end alert
+firewall opens 9090 and 9093 to the monitoring group). Prometheus and
+Alertmanager answer over HTTPS with basic auth only (prometheus_api.py). The end-to-end alert
 test stops a real app server and waits for the alert in Alertmanager.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
 
@@ -25,13 +24,9 @@ def _name(host) -> str:
     return host.backend.get_hostname()
 
 
-def api(host, inventory, port, path):
-    """GET http://<private address>:<port><path> from the monitoring host; JSON
-    (Alertmanager: plain HTTP, reachable from the monitoring group only)."""
-    url = f"http://{inventory.address(_name(host))}:{port}{path}"
-    code = ("import sys, urllib.request; "
-            "print(urllib.request.urlopen(sys.argv[1], timeout=15).read().decode())")
-    return json.loads(host.check_output("python3 -c %s %s", code, url))
+def alertmanager(host, inventory, path):
+    """Alertmanager's API over HTTPS as the platform's Alertmanager user."""
+    return prometheus_api.alertmanager_get_json(host, inventory, path)
 
 
 def prom(host, inventory, path):
@@ -134,7 +129,7 @@ def test_no_alert_is_firing_on_the_healthy_platform(host, inventory, peer):
     """Nothing fires, except a shared-kernel alert about a host that is a
     container (SHARED_KERNEL_ALERTS). Every other alert counts, BackupStale
     included: it fires only where a backup wrote its metric and is stale."""
-    alerts = api(host, inventory, 9093, "/api/v2/alerts?active=true&silenced=false&inhibited=false")
+    alerts = alertmanager(host, inventory, "/api/v2/alerts?active=true&silenced=false&inhibited=false")
     containers: dict[str, bool] = {}
     firing, excused = [], []
     for alert in alerts:
@@ -167,7 +162,7 @@ def test_a_stopped_app_server_alerts_end_to_end_and_resolves(host, inventory, pe
     service_alerts = {"InstanceDown", "TargetDown", "AppNotReady", "HAProxyBackendDown"}
 
     def about_victim():
-        alerts = api(host, inventory, 9093, "/api/v2/alerts?active=true")
+        alerts = alertmanager(host, inventory, "/api/v2/alerts?active=true")
         return [a for a in alerts if a["labels"].get("alertname") in service_alerts
                 and any(victim in str(v) or address in str(v) for v in a["labels"].values())]
 

@@ -255,6 +255,7 @@ REQUIRED_SECRETS = [
     ("opensearch", "opensearch_backup_password", "vault_opensearch_backup_password"),
     ("opensearch", "opensearch_snapshots_password", "vault_opensearch_backup_password"),
     ("monitoring", "platform_prometheus_password", "vault_prometheus_web_password"),
+    ("monitoring", "platform_alertmanager_password", "vault_alertmanager_web_password"),
     ("monitoring", "opensearch_exporter_password", "vault_opensearch_monitoring_password"),
     ("monitoring", "grafana_admin_password", "vault_grafana_admin_password"),
     ("monitoring", "grafana_secret_key", "vault_grafana_secret_key"),

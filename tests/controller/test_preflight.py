@@ -56,6 +56,7 @@ VALID = {
             **{f"opensearch_{u}_password": f"preflight-{u}-only" for u in ("admin", "app", "monitoring", "backup")},
             "platform_app_ingest_token": "preflight-ingest-token-only",
             "platform_prometheus_password": "preflight-prometheus-only",
+            "platform_alertmanager_password": "preflight-alertmanager-only",
             "platform_backup_rest_secret": "preflight-rest-secret-only",
             "platform_backup_repository_secret": "preflight-repository-secret-only",
             **{f"platform_logging_{u}_password": f"preflight-log-{u}-only" for u in ("writer", "reader", "curator")},
@@ -272,6 +273,14 @@ def _monitoring_without_prometheus_password(inv):
     del _vars(inv)["platform_prometheus_password"]
 
 
+def _monitoring_without_alertmanager_password(inv):
+    del _vars(inv)["platform_alertmanager_password"]
+
+
+def _tls_profile_without_a_go_suite(inv):
+    _vars(inv)["platform_tls_ciphers_tls13"] = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"]
+
+
 def _monitoring_unknown_scrape_group(inv):
     _vars(inv)["platform_scrape_groups"] = ["all", "databases"]
 
@@ -383,6 +392,10 @@ CASES = [
     ("app-one-release-kept", _app_one_release_kept, r"app_releases_keep at least 2, the current and the rollback target"),
     ("monitoring-without-prometheus-password", _monitoring_without_prometheus_password,
      r"platform_prometheus_password must be set, 8 to 72 bytes"),
+    ("monitoring-without-alertmanager-password", _monitoring_without_alertmanager_password,
+     r"platform_alertmanager_password must be set, 8 to 72 bytes"),
+    ("tls-profile-without-a-go-tls13-suite", _tls_profile_without_a_go_suite,
+     r"platform_tls_ciphers_tls13 .* must allow TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256"),
     ("monitoring-unknown-scrape-group", _monitoring_unknown_scrape_group,
      r"platform_scrape_groups names databases, which the inventory does not have"),
     ("prometheus-retention-not-a-duration", _prometheus_retention_not_a_duration, r"prometheus_retention_time"),

@@ -2,13 +2,19 @@
 
 HTTP checks run from the controller against the host's private address
 (10.238.0.11 on the scenario's own network): they prove the services listen
-there, not only on loopback.
+there, not only on loopback. Both serve HTTPS only (certificates from
+roles/pki, verified against its CA) with basic auth, and follow the
+Mozilla intermediate profile: real handshakes with openssl s_client.
 """
 
+import base64
 import datetime
 import json
 import os
+import ssl
+import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -17,13 +23,54 @@ PREFIX = os.environ.get("MOLECULE_INSTANCE_PREFIX", "sp")
 testinfra_hosts = ["ansible://" + PREFIX + "-prometheus"]
 
 ADDRESS = "10.238.0.11"
-PROMETHEUS = f"http://{ADDRESS}:9090"
-ALERTMANAGER = f"http://{ADDRESS}:9093"
+PROMETHEUS = f"https://{ADDRESS}:9090"
+ALERTMANAGER = f"https://{ADDRESS}:9093"
+# molecule.yml's molecule-only users.
+CREDENTIALS = {PROMETHEUS: ("prometheus", "molecule-prometheus-only"),
+               ALERTMANAGER: ("alertmanager", "molecule-alertmanager-only")}
+CA_FILE = "/etc/ssl/searchplat/ca.crt"
+# The CA's copy on the controller (the ca_file fixture fills it in).
+LOCAL = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ca_file(host, tmp_path_factory):
+    """The platform CA of roles/pki, copied from the host for the clients here."""
+    path = tmp_path_factory.mktemp("ca") / "ca.crt"
+    path.write_text(host.file(CA_FILE).content_string)
+    LOCAL["ca_file"] = str(path)
+    return str(path)
+
+
+def request(url, data=None, auth=True, method=None):
+    """(status, body) of a request verified against the CA, with the
+    service's user unless auth is False."""
+    base = PROMETHEUS if url.startswith(PROMETHEUS) else ALERTMANAGER
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if auth:
+        user, password = CREDENTIALS[base]
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    context = ssl.create_default_context(cafile=LOCAL["ca_file"])
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def get(url):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read().decode())
+    status, body = request(url)
+    assert status == 200, (url, status, body[:300])
+    return json.loads(body)
+
+
+def handshake(port, *args):
+    """openssl s_client against the port with args: (accepted, output)."""
+    proc = subprocess.run(["openssl", "s_client", "-connect", f"{ADDRESS}:{port}", "-servername", "mon1",
+                           *args], input="", capture_output=True, text=True, timeout=20)
+    out = proc.stdout + proc.stderr
+    return proc.returncode == 0 and "Cipher is (NONE)" not in out, out
 
 
 def wait_for(check, timeout=60):
@@ -57,10 +104,11 @@ def test_command_lines(host):
     prometheus = host.file("/etc/default/prometheus").content_string
     assert f"--web.listen-address={ADDRESS}:9090" in prometheus
     assert "--storage.tsdb.retention.time=2d" in prometheus
-    assert "--web.config.file" not in prometheus
+    assert "--web.config.file=/etc/prometheus/web.yml" in prometheus
     alertmanager = host.file("/etc/default/prometheus-alertmanager").content_string
     assert "--cluster.listen-address= " in alertmanager or '--cluster.listen-address="' in alertmanager
     assert f"--web.listen-address={ADDRESS}:9093" in alertmanager
+    assert "--web.config.file=/etc/prometheus/alertmanager-web.yml" in alertmanager
 
 
 def test_promtool_and_amtool_accept_the_installed_files(host):
@@ -140,10 +188,8 @@ def test_a_posted_alert_is_visible_and_routed_by_severity():
         "startsAt": now.isoformat(),
         "endsAt": (now + datetime.timedelta(minutes=5)).isoformat(),
     }]
-    request = urllib.request.Request(ALERTMANAGER + "/api/v2/alerts", data=json.dumps(alert).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
+    status, body = request(ALERTMANAGER + "/api/v2/alerts", data=json.dumps(alert).encode(), method="POST")
+    assert status == 200, body
 
     def posted():
         return [a for a in get(ALERTMANAGER + "/api/v2/alerts") if a["labels"].get("alertname") == "VerifyCritical"]
@@ -157,3 +203,97 @@ def test_a_posted_alert_is_visible_and_routed_by_severity():
 def test_retention_flag(path):
     flags = get(PROMETHEUS + path)["data"]
     assert flags["storage.tsdb.retention.time"] == "2d"
+
+
+# --- HTTPS, basic auth and the TLS profile ------------------------------------
+
+def test_web_configurations_checked_and_private(host):
+    for name in ("web.yml", "alertmanager-web.yml"):
+        f = host.file("/etc/prometheus/" + name)
+        assert f.user == "root" and f.group == "prometheus" and f.mode == 0o640, name
+        host.check_output("promtool check web-config /etc/prometheus/%s", name)
+        content = f.content_string
+        assert "molecule-" not in content, name  # bcrypt hashes only
+        assert "min_version: TLS12" in content and "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA" not in content, content
+    secret = host.file("/etc/prometheus/secrets/alerting.alertmanagers.password")
+    assert secret.user == "root" and secret.group == "prometheus" and secret.mode == 0o640
+
+
+@pytest.mark.parametrize("base", [PROMETHEUS, ALERTMANAGER])
+def test_only_tls_with_credentials(base):
+    """Over HTTPS: 401 without credentials, 200 with; plain HTTP gets no use."""
+    path = "/api/v1/status/buildinfo" if base == PROMETHEUS else "/api/v2/status"
+    assert request(base + path, auth=False)[0] == 401
+    assert request(base + "/metrics", auth=False)[0] == 401
+    assert request(base + path)[0] == 200
+    plain = "http:" + base.removeprefix("https:")
+    try:
+        with urllib.request.urlopen(plain + path, timeout=10) as response:
+            status, body = response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read().decode()
+    assert status == 400 and "HTTP request to an HTTPS server" in body, (status, body[:200])
+
+
+def test_prometheus_sends_to_the_tls_alertmanager():
+    def active():
+        data = get(PROMETHEUS + "/api/v1/alertmanagers")["data"]
+        return data if data["activeAlertmanagers"] else None
+
+    data = wait_for(active) or get(PROMETHEUS + "/api/v1/alertmanagers")["data"]
+    assert [a["url"] for a in data["activeAlertmanagers"]] == [f"{ALERTMANAGER}/api/v2/alerts"], data
+    assert not data["droppedAlertmanagers"], data
+
+
+def test_notifications_reach_alertmanager_without_errors():
+    metrics = request(PROMETHEUS + "/metrics")[1].splitlines()
+    sent = [line for line in metrics if line.startswith("prometheus_notifications_sent_total{")]
+    errors = [line for line in metrics if line.startswith("prometheus_notifications_errors_total{")]
+    assert sent and float(sent[0].split()[-1]) > 0, sent
+    assert errors and all(float(line.split()[-1]) == 0 for line in errors), errors
+
+
+@pytest.mark.parametrize("port", [9090, 9093])
+def test_mozilla_intermediate_handshakes(port):
+    """Real handshakes: the profile's suites and curves are accepted; CBC,
+    RSA key exchange, TLS 1.1 and secp521r1 (all offered by Go's defaults
+    or accepted before) are refused."""
+    # In TLS 1.2 the client's groups also bound the certificate's curve
+    # (P-256): curves are checked with TLS 1.3, where they do not.
+    accepted = [
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+        ("-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"),
+        ("-tls1_3", "-curves", "X25519"),
+        ("-tls1_3", "-curves", "prime256v1"),
+        ("-tls1_3", "-curves", "secp384r1"),
+    ]
+    refused = [
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"),
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA"),
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256"),
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA384"),
+        ("-tls1_1", "-cipher", "ALL:@SECLEVEL=0"),
+        ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", "-curves", "secp521r1"),
+        ("-tls1_3", "-curves", "secp521r1"),
+    ]
+    for args in accepted:
+        ok, out = handshake(port, "-CAfile", LOCAL["ca_file"], "-verify_return_error", *args)
+        assert ok, (args, out[-800:])
+    for args in refused:
+        ok, out = handshake(port, *args)
+        assert not ok, (args, out[-800:])
+        # Refused by the server (its alert), not given up by the client.
+        assert "alert handshake failure" in out or "alert protocol version" in out, (args, out[-800:])
+
+
+def test_amtool_on_the_host_reaches_alertmanager(host):
+    """root's amtool configuration: this Alertmanager over HTTPS (system trust
+    store, roles/pki's CA) with the first user's credentials."""
+    for name in ("amtool.yml", "amtool-http.yml"):
+        f = host.file("/etc/prometheus/" + name)
+        assert f.user == "root" and f.mode == 0o600, name
+    with host.sudo():
+        out = host.check_output("amtool alert query -o json")
+    assert isinstance(json.loads(out), list)
