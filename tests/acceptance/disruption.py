@@ -74,6 +74,26 @@ def active_alerts(inventory, peer, name, **labels):
             and all(a["labels"].get(k) == v for k, v in labels.items())]
 
 
+def alert_report(inventory, peer, name) -> str:
+    """For a failure message: where alert `name` stands in Prometheus
+    (pending or firing, with its labels) and in Alertmanager (active,
+    suppressed and by what: an inhibition such as the host's InstanceDown,
+    or a silence)."""
+    import prometheus_api
+
+    monitor = peer(inventory.hosts_in("monitoring")[0])
+    rules = prometheus_api.get_json(monitor, inventory, "/api/v1/alerts")["data"]["alerts"]
+    held = prometheus_api.alertmanager_get_json(
+        monitor, inventory, "/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true")
+    return json.dumps({
+        "prometheus": [{"state": a["state"], "labels": a["labels"], "activeAt": a.get("activeAt")}
+                       for a in rules if a["labels"].get("alertname") == name],
+        "alertmanager": [{"status": a["status"], "labels": a["labels"]}
+                         for a in held if a["labels"].get("alertname") == name],
+        "instance_down": [a["labels"] for a in held if a["labels"].get("alertname") == "InstanceDown"],
+    }, indent=1)
+
+
 def wait_until(predicate, seconds, step=5):
     """True as soon as predicate() holds, False after `seconds` without."""
     deadline = time.monotonic() + seconds

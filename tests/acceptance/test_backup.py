@@ -20,7 +20,7 @@ import time
 import uuid
 
 import pytest
-from disruption import active_alerts, disruption_lock, wait_until
+from disruption import active_alerts, alert_report, disruption_lock, wait_until
 
 pytestmark = pytest.mark.groups("opensearch")
 
@@ -203,11 +203,11 @@ def test_a_failed_snapshot_raises_its_alert_and_recovers(host, inventory, peer, 
     assert result.rc != 0 and "FAILED" in result.stdout, result.stdout
     assert _metrics(elected, METRICS)["searchplat_opensearch_snapshot_success"] == 0
     assert wait_until(lambda: active_alerts(inventory, peer, "OpenSearchSnapshotFailed"), 180), \
-        "OpenSearchSnapshotFailed never reached Alertmanager"
+        "OpenSearchSnapshotFailed never reached Alertmanager: " + alert_report(inventory, peer, "OpenSearchSnapshotFailed")
     result = _run(elected, "snapshot")
     assert result.rc == 0, result.stdout + result.stderr
     assert wait_until(lambda: not active_alerts(inventory, peer, "OpenSearchSnapshotFailed"), 300), \
-        "OpenSearchSnapshotFailed did not resolve after a good run"
+        "OpenSearchSnapshotFailed did not resolve after a good run: " + alert_report(inventory, peer, "OpenSearchSnapshotFailed")
 
 
 def _playbook(inventory, *args, timeout=2400):

@@ -19,7 +19,7 @@ import time
 import uuid
 
 import pytest
-from disruption import active_alerts, disruption_lock, wait_until
+from disruption import active_alerts, alert_report, disruption_lock, wait_until
 
 pytestmark = pytest.mark.groups("all")
 
@@ -208,10 +208,12 @@ def test_a_failed_backup_raises_its_alert_and_recovers(host, inventory, peer, ba
             result = victim.run(f"timeout 300 {RUN} etc")
         assert result.rc != 0, "the backup succeeded with the server stopped"
         assert _metrics(victim, "backup_client_etc")['searchplat_backup_success{set="etc"}'] == 0
-        assert wait_until(firing, 180), "BackupFailed never reached Alertmanager"
+        assert wait_until(firing, 180), \
+            "BackupFailed never reached Alertmanager: " + alert_report(inventory, peer, "BackupFailed")
     finally:
         with server.sudo():
             server.check_output("systemctl start rclone-restic")
     with victim.sudo():
         assert victim.run(f"{RUN} etc").rc == 0
-    assert wait_until(lambda: not firing(), 300), "BackupFailed did not resolve after a good backup"
+    assert wait_until(lambda: not firing(), 300), \
+        "BackupFailed did not resolve after a good backup: " + alert_report(inventory, peer, "BackupFailed")

@@ -26,7 +26,7 @@ import urllib.request
 import uuid
 
 import pytest
-from disruption import active_alerts, disruption_lock, wait_until
+from disruption import active_alerts, alert_report, disruption_lock, wait_until
 
 pytestmark = pytest.mark.groups("all")
 
@@ -323,8 +323,10 @@ def test_a_wrong_writer_password_raises_the_refusal_alert(host, inventory, peer,
     try:
         for i in range(20):
             relay.run(f"logger -t searchplat-acceptance 'refused write {i}'")
-        assert wait_until(firing, 240), "LogStoreRefusingWrites never reached Alertmanager"
+        assert wait_until(firing, 240), \
+            "LogStoreRefusingWrites never reached Alertmanager: " + alert_report(inventory, peer, "LogStoreRefusingWrites")
     finally:
         with relay.sudo():
             relay.check_output(f"mv {secret}.acceptance {secret} && systemctl restart rsyslog")
-    assert wait_until(lambda: not firing(), 900), "LogStoreRefusingWrites did not resolve after the password was fixed"
+    assert wait_until(lambda: not firing(), 900), \
+        "LogStoreRefusingWrites did not resolve after the password was fixed: " + alert_report(inventory, peer, "LogStoreRefusingWrites")

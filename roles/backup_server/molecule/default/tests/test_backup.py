@@ -211,6 +211,32 @@ def test_canary_verified(host, client):
     assert f"SHA-256 {expected} as expected" in journal(client, "backup-client-canary")
 
 
+def test_canary_before_the_first_backup_is_not_a_failure(host, client):
+    """A new host's canary may run before its set's first backup (the
+    repository does not exist yet): nothing to verify, no metric. Once the
+    set has backed up, a missing repository is a failure. A copy of the
+    job against an empty repository path and an empty textfile directory."""
+    scratch = "/tmp/canary-first-run"
+    client.check_output(
+        f"rm -rf {scratch} && mkdir -p {scratch}/textfile && echo {scratch}/no-repository > {scratch}/repository"
+        f" && sed -e 's|^export RESTIC_REPOSITORY_FILE=.*|export RESTIC_REPOSITORY_FILE={scratch}/repository|'"
+        f" -e 's|{TEXTFILE}|{scratch}/textfile|g' /usr/local/sbin/backup-client-canary > {scratch}/canary"
+        f" && chmod 0700 {scratch}/canary")
+    try:
+        first = client.run(f"{scratch}/canary")
+        assert first.rc == 0, first.stdout + first.stderr
+        assert "set etc has no successful backup yet" in journal(client, "backup-client-canary")
+        assert not client.file(f"{scratch}/textfile/backup_client_canary.prom").exists
+        client.check_output(
+            f"printf 'searchplat_backup_last_success_timestamp_seconds{{set=\"etc\"}} 1\\n'"
+            f" > {scratch}/textfile/backup_client_etc.prom")
+        after = client.run(f"{scratch}/canary")
+        assert after.rc == 1, after.stdout + after.stderr
+        assert "searchplat_backup_canary_success 0" in client.file(f"{scratch}/textfile/backup_client_canary.prom").content_string
+    finally:
+        client.run(f"rm -rf {scratch}")
+
+
 # --- append-only, private repositories --------------------------------------------
 
 REST = """
