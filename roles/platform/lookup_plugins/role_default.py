@@ -34,6 +34,9 @@ options:
     required: true
 """
 
+# libyaml's loader where PyYAML has it (about ten times faster): the cache
+# lives in one Ansible worker process, and each task's worker starts empty.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _CACHE: dict[str, tuple[float, dict]] = {}
 _ROLES_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -47,7 +50,7 @@ def _defaults(role: str) -> dict:
     cached = _CACHE.get(path)
     if cached is None or cached[0] != mtime:
         with open(path, encoding="utf-8") as handle:
-            cached = (mtime, yaml.safe_load(handle) or {})
+            cached = (mtime, yaml.load(handle, Loader=_LOADER) or {})  # noqa: S506 (a safe loader)
         _CACHE[path] = cached
     return cached[1]
 

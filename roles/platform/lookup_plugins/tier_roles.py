@@ -38,7 +38,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 def _plays(path: str) -> list[tuple[dict, str]]:
     """Every play of a playbook, following import_playbook, with its file."""
     with open(path, encoding="utf-8") as handle:
-        entries = yaml.safe_load(handle) or []
+        entries = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or []  # noqa: S506
     plays = []
     for entry in entries:
         target = entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
