@@ -89,6 +89,16 @@ def cluster_disruption():
         yield
 
 
+@pytest.fixture
+def search_outage():
+    """The whole search cluster goes away: every app server's /ready fails,
+    so HAProxy takes them all out and searches fail; the load tests through
+    the load balancers (the "lb" lock) must not run meanwhile. Always the
+    opensearch lock first, then lb (no test takes them the other way)."""
+    with disruption_lock("opensearch"), disruption_lock("lb"):
+        yield
+
+
 # --- every node --------------------------------------------------------------------
 
 def test_snapshot_job_installed_on_every_node(host):
@@ -239,7 +249,7 @@ def _scan(client, index):
 
 @pytest.mark.disruptive
 @pytest.mark.once
-def test_disaster_recovery_every_document_back(host, inventory, peer, os_client, cluster_disruption):
+def test_disaster_recovery_every_document_back(host, inventory, peer, os_client, search_outage):
     """Index a known corpus while writes keep coming, take the scheduled
     snapshot, destroy the data of every node (the cluster is gone), converge
     the tier and restore: every document acknowledged before the snapshot is

@@ -113,9 +113,12 @@ def test_server_listens_on_its_private_address_over_tls_only(host, inventory, pe
 def test_a_client_cannot_delete_its_backups_or_read_another_hosts(host, inventory, peer, backup_lock):
     apps = inventory.hosts_in("app_servers")
     node, other = peer(apps[0]), apps[1]
+    # Two snapshots at least, so that keep-last 1 has one to remove.
     with node.sudo():
         assert node.run(f"{RUN} etc").rc == 0
+        assert node.run(f"{RUN} etc").rc == 0
     before = json.loads(_restic(node, "snapshots", "--json").stdout)
+    assert len(before) >= 2, before
     # Append-only: forget --prune is refused, nothing is removed.
     forget = _restic(node, "forget", "--keep-last", "1", "--prune")
     assert forget.rc != 0, forget.stdout
