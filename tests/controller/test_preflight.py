@@ -73,6 +73,20 @@ VALID = {
 }
 
 
+# The same with a one-node search cluster (two hosts: each case costs about
+# half the CPU). Only the cases in CLUSTER_CASES, which count or name the
+# other cluster nodes, start from VALID.
+SMALL = copy.deepcopy(VALID)
+del SMALL["all"]["children"]["opensearch"]["hosts"]["os2"]
+del SMALL["all"]["children"]["opensearch"]["hosts"]["os3"]
+SMALL["all"]["vars"]["platform_min_cluster_managers"] = 1
+CLUSTER_CASES = {
+    "even-cluster-managers", "even-managers-by-node-roles", "even-managers-child-group",
+    "node-in-conflicting-roles", "too-few-cluster-managers", "missing-private-address",
+    "opensearch-unknown-node-role",
+}
+
+
 def _children(inv):
     return inv["all"]["children"]
 
@@ -440,14 +454,14 @@ def _assert_untouched(target_name, result):
     assert "install ok installed" not in probe.stdout, "the common tier installed packages"
 
 
-def test_site_cases_are_cases():
-    assert SITE_CASES <= {c[0] for c in CASES}
+def test_site_and_cluster_cases_are_cases():
+    assert SITE_CASES | CLUSTER_CASES <= {c[0] for c in CASES}
 
 
 @pytest.mark.parametrize("case_id,mutate,expected", CASES, ids=[c[0] for c in CASES])
 def test_broken_inventory_rejected_before_any_change(tmp_path, target, project_root, ansible_env,
                                                      case_id, mutate, expected):
-    inv = copy.deepcopy(VALID)
+    inv = copy.deepcopy(VALID if case_id in CLUSTER_CASES else SMALL)
     mutate(inv)
     playbook = "site.yml" if case_id in SITE_CASES else "playbooks/preflight.yml"
     result = _run_site(tmp_path, inv, project_root, ansible_env, playbook)
@@ -457,9 +471,10 @@ def test_broken_inventory_rejected_before_any_change(tmp_path, target, project_r
     _assert_untouched(target, result)
 
 
-@pytest.mark.parametrize("mutate", [lambda inv: None, _dashboards_on], ids=["default", "dashboards-on"])
-def test_valid_inventory_passes_preflight(tmp_path, target, project_root, ansible_env, mutate):
-    inv = copy.deepcopy(VALID)
+@pytest.mark.parametrize("base,mutate", [(VALID, lambda inv: None), (SMALL, lambda inv: None), (VALID, _dashboards_on)],
+                         ids=["default", "one-search-node", "dashboards-on"])
+def test_valid_inventory_passes_preflight(tmp_path, target, project_root, ansible_env, base, mutate):
+    inv = copy.deepcopy(base)
     mutate(inv)
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inv, sort_keys=False))
