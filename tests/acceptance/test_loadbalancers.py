@@ -322,6 +322,33 @@ def test_failover_loses_no_request(lb, peer, app_service, lb_disruption):
 
 
 @pytest.mark.disruptive
+def test_a_hung_app_server_loses_no_request(lb, peer, app_service, lb_disruption):
+    """One app server hangs under load for 20 s (every process of its unit
+    stopped with SIGSTOP: the kernel still accepts connections, nothing
+    answers): zero failed requests, none slower than 3 s, and it gets
+    traffic again once it answers."""
+    victim = sorted(lb["upstreams"])[-1]
+    app = peer(victim)
+    load = _start_hey(lb, 35)
+    time.sleep(5)
+    with app.sudo():
+        app.run_expect([0], f"systemctl kill --signal=SIGSTOP {app_service}")
+        try:
+            time.sleep(20)
+        finally:
+            app.run_expect([0], f"systemctl kill --signal=SIGCONT {app_service}")
+    codes, errors, out = _hey_result(load)
+    assert codes and set(codes) == {200}, out
+    assert not errors, out
+    slowest = re.search(r"Slowest:\s+([\d.]+) secs", out)
+    assert slowest and float(slowest.group(1)) < 3, out
+    deadline, seen = time.time() + 60, set()
+    while victim not in seen and time.time() < deadline:
+        seen.add(json.loads(_get(lb, "/health")[2])["instance"])
+    assert victim in seen, f"{victim} received no traffic after it answered again (saw {seen})"
+
+
+@pytest.mark.disruptive
 def test_reload_under_load_loses_no_request(lb, app_port, lb_disruption):
     """Changing the upstream list (an Ansible run, applied by reload) under load."""
     root = os.path.abspath(os.path.join(HERE, "..", ".."))

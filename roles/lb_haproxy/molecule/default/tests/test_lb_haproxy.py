@@ -308,6 +308,22 @@ def test_failover_and_return(host):
     assert seen.get("up3", 0) > 0, seen
 
 
+def test_a_hung_upstream_costs_one_short_try(host):
+    """up2 stopped with SIGSTOP: its socket still accepts, nothing answers.
+    Every GET is answered by another server, none waits longer than one
+    idempotent try (2 s) plus its own time; up2 is back once it answers."""
+    assert wait_until(lambda: all_up(host), 30)
+    host.check_output("systemctl kill --signal=SIGSTOP lbtest-upstream@2")
+    try:
+        out = client(host, "burst", "--source", "127.0.0.10", "--count", "30")
+    finally:
+        host.check_output("systemctl kill --signal=SIGCONT lbtest-upstream@2")
+    assert out["status"] == {"200": 30}, out
+    assert "up2" not in out["backends"], out
+    assert out["slowest"] < 3, out
+    assert wait_until(lambda: (server_status(host, "up2") or "").startswith("UP"), 30)
+
+
 def upstream_hits(host, request_id):
     return host.check_output(
         "journalctl -u 'lbtest-upstream@*' -o cat --no-pager | grep -c -- ' %s$' || true" % request_id

@@ -79,6 +79,9 @@ def test_packages_services_and_config(host):
     assert re.search(r"keepalive \d+;", conf)
     assert "max_fails=" in conf and "fail_timeout=" in conf
     assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in conf
+    # GET and HEAD: short tries in @idempotent; writes keep the long timeouts.
+    assert "location @idempotent {" in conf and "proxy_read_timeout 2s;" in conf
+    assert "proxy_read_timeout 60s;" in conf
     assert "non_idempotent" not in conf.split("proxy_next_upstream error")[1].split(";")[0]
     assert "ssl_session_tickets off;" in conf
     assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in conf
@@ -311,6 +314,25 @@ def test_failover_and_recovery(host, address, ca_file):
     finally:
         host.check_output("systemctl start lb-test-upstream@1")
     # Back in rotation once fail_timeout (5 s here) has passed.
+    assert wait_all_backends(address, ca_file) == BACKENDS
+
+
+def test_a_hung_upstream_costs_one_short_try(host, address, ca_file):
+    """up1 stopped with SIGSTOP: its socket still accepts, nothing answers.
+    Each GET is answered by another server within one idempotent try
+    timeout (2 s) plus its own time; up1 is back once it answers again."""
+    host.check_output("systemctl kill --signal=SIGSTOP lb-test-upstream@1")
+    slowest = 0.0
+    try:
+        for _ in range(20):
+            started = time.monotonic()
+            status, headers, _ = lb_get(address, ca_file, "/")
+            slowest = max(slowest, time.monotonic() - started)
+            assert status == 200
+            assert headers["x-backend"] in ("up2", "up3")
+    finally:
+        host.check_output("systemctl kill --signal=SIGCONT lb-test-upstream@1")
+    assert slowest < 3, f"a GET took {slowest:.1f} s with a hung upstream"
     assert wait_all_backends(address, ca_file) == BACKENDS
 
 
