@@ -277,7 +277,7 @@ def test_json_access_log(host, lb):
     assert "acceptance-log-probe" in json.dumps(record)
 
 
-# --- bounded load: failover and reload ------------------------------------------
+# --- bounded load: a hung app server and a reload --------------------------------
 
 def _start_hey(lb, seconds, rate_per_worker=20, workers=5):
     """Bounded load from the controller: at most seconds x workers x rate requests."""
@@ -300,41 +300,20 @@ def _hey_result(proc, stop=False):
 
 
 @pytest.mark.disruptive
-def test_failover_loses_no_request(lb, peer, app_service, lb_disruption):
-    """One of the app servers stops and comes back under load: zero failures."""
-    victim = sorted(lb["upstreams"])[1 % len(lb["upstreams"])]
-    app = peer(victim)
-    unit = app_service
-    load = _start_hey(lb, 25)
-    time.sleep(5)
-    with app.sudo():
-        app.run_expect([0], f"systemctl stop {unit}")
-        time.sleep(8)
-        app.run_expect([0], f"systemctl start {unit}")
-    codes, errors, out = _hey_result(load)
-    assert codes and set(codes) == {200}, out
-    assert not errors, out
-    # The returning server gets traffic again (health checks bring it back).
-    deadline, seen = time.time() + 30, set()
-    while victim not in seen and time.time() < deadline:
-        seen.add(json.loads(_get(lb, "/health")[2])["instance"])
-    assert victim in seen, f"{victim} received no traffic after it came back (saw {seen})"
-
-
-@pytest.mark.disruptive
 def test_a_hung_app_server_loses_no_request(lb, peer, app_service, lb_disruption):
-    """One app server hangs under load for 20 s (every process of its unit
+    """One app server hangs under load for 15 s (every process of its unit
     stopped with SIGSTOP: the kernel still accepts connections, nothing
     answers): zero failed requests, none slower than 3 s, and it gets
-    traffic again once it answers."""
+    traffic again once it answers. (A clean stop and start of each server
+    under load is the rolling deploy's, test_app.py.)"""
     victim = sorted(lb["upstreams"])[-1]
     app = peer(victim)
-    load = _start_hey(lb, 35)
-    time.sleep(5)
+    load = _start_hey(lb, 25)
+    time.sleep(4)
     with app.sudo():
         app.run_expect([0], f"systemctl kill --signal=SIGSTOP {app_service}")
         try:
-            time.sleep(20)
+            time.sleep(15)
         finally:
             app.run_expect([0], f"systemctl kill --signal=SIGCONT {app_service}")
     codes, errors, out = _hey_result(load)

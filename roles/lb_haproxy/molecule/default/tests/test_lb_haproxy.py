@@ -359,7 +359,9 @@ def test_reload_keeps_the_master_and_live_requests(host):
     before = host.check_output("systemctl show haproxy -p MainPID --value")
     host.check_output(
         "rm -f /tmp/lbtest-slow.json; "
-        "nohup lbtest-client request --source 127.0.0.8 --path /sleep/4 >/tmp/lbtest-slow.json 2>&1 &"
+        # A POST: GETs wait at most lb_haproxy_idempotent_try_timeout (2 s).
+        "nohup lbtest-client request --source 127.0.0.8 --method POST --body-size 10 --path /sleep/4"
+        " >/tmp/lbtest-slow.json 2>&1 &"
     )
     time.sleep(1.5)
     host.check_output("systemctl reload haproxy")

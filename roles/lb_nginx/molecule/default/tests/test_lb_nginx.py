@@ -81,7 +81,7 @@ def test_packages_services_and_config(host):
     assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in conf
     # GET and HEAD: short tries in @idempotent; writes keep the long timeouts.
     assert "location @idempotent {" in conf and "proxy_read_timeout 2s;" in conf
-    assert "proxy_read_timeout 60s;" in conf
+    assert "proxy_read_timeout 10s;" in conf  # the scenario's lb_nginx_proxy_read_timeout
     assert "non_idempotent" not in conf.split("proxy_next_upstream error")[1].split(";")[0]
     assert "ssl_session_tickets off;" in conf
     assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in conf
