@@ -63,24 +63,31 @@ def user(host, inventory) -> str:
     return str(inventory.resolved(_name(host), "platform_prometheus_user"))
 
 
-def get_many(host, inventory, paths, authenticated=True, plain_http=False):
-    """[{status, body}] for each path, as the platform's Prometheus user
-    (or without credentials; plain_http: http:// to the same port)."""
-    base = base_url(host, inventory)
+def _read_many(host, base, login, password_file, paths, plain_http):
+    """[{status, body}] for each path below base, read on host with sudo."""
     if plain_http:
         base = "http:" + base.removeprefix("https:")
     with host.sudo():
-        out = host.check_output("python3 -c %s %s %s %s %s %s", READER, base,
-                                user(host, inventory), PASSWORD_FILE if authenticated else "",
+        out = host.check_output("python3 -c %s %s %s %s %s %s", READER, base, login, password_file,
                                 json.dumps(list(paths)), CA_FILE)
     return json.loads(out)
 
 
-def get_json(host, inventory, path):
-    """The JSON body of one authenticated GET; fails on any status but 200."""
-    reply = get_many(host, inventory, [path])[0]
+def _body(reply, path):
     assert reply["status"] == 200, f"GET {path}: {reply['status']} {reply['body'][:300]}"
     return json.loads(reply["body"])
+
+
+def get_many(host, inventory, paths, authenticated=True, plain_http=False):
+    """[{status, body}] for each path, as the platform's Prometheus user
+    (or without credentials; plain_http: http:// to the same port)."""
+    return _read_many(host, base_url(host, inventory), user(host, inventory),
+                      PASSWORD_FILE if authenticated else "", paths, plain_http)
+
+
+def get_json(host, inventory, path):
+    """The JSON body of one authenticated GET; fails on any status but 200."""
+    return _body(get_many(host, inventory, [path])[0], path)
 
 
 def alertmanager_base_url(host, inventory) -> str:
@@ -93,19 +100,11 @@ def alertmanager_get_many(host, inventory, paths, authenticated=True, plain_http
     """[{status, body}] for each path of the Alertmanager on this monitoring
     host, as the platform's Alertmanager user (or without credentials;
     plain_http: http:// to the same port)."""
-    base = alertmanager_base_url(host, inventory)
-    if plain_http:
-        base = "http:" + base.removeprefix("https:")
-    with host.sudo():
-        out = host.check_output("python3 -c %s %s %s %s %s %s", READER, base,
-                                str(inventory.resolved(_name(host), "platform_alertmanager_user")),
-                                ALERTMANAGER_PASSWORD_FILE if authenticated else "",
-                                json.dumps(list(paths)), CA_FILE)
-    return json.loads(out)
+    return _read_many(host, alertmanager_base_url(host, inventory),
+                      str(inventory.resolved(_name(host), "platform_alertmanager_user")),
+                      ALERTMANAGER_PASSWORD_FILE if authenticated else "", paths, plain_http)
 
 
 def alertmanager_get_json(host, inventory, path):
     """The JSON body of one authenticated GET to Alertmanager; fails on any status but 200."""
-    reply = alertmanager_get_many(host, inventory, [path])[0]
-    assert reply["status"] == 200, f"GET {path}: {reply['status']} {reply['body'][:300]}"
-    return json.loads(reply["body"])
+    return _body(alertmanager_get_many(host, inventory, [path])[0], path)
