@@ -201,6 +201,9 @@ def test_the_writer_writes_logs_only_and_strangers_get_nothing(host, logstore):
 
 @pytest.mark.once
 def test_a_certificate_from_another_ca_cannot_ship(host, inventory, peer):
+    """A client certificate from another CA: the relay ends the handshake with
+    a TLS alert (s_client keeps its input open for 2 s to read it; with the
+    host's own certificate there is none)."""
     relay = inventory.hosts_in("logging")[0]
     port = inventory.resolved(relay, "rsyslog_relay_port")
     client = peer(inventory.hosts_in("app_servers")[0])
@@ -209,12 +212,10 @@ def test_a_certificate_from_another_ca_cannot_ship(host, inventory, peer):
             "set -e; d=$(mktemp -d); cd $d; "
             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k -out c -days 1 "
             f"-subj /CN={_name(client)} 2>/dev/null; "
-            f"out=$(echo | timeout 15 openssl s_client -connect {inventory.address(relay)}:{port} -cert c -key k "
-            "-CAfile /etc/ssl/searchplat/ca.crt 2>&1); rm -rf $d; echo \"$out\" | tail -n 20")
+            f"out=$( (sleep 2; echo) | timeout 15 openssl s_client -connect {inventory.address(relay)}:{port} "
+            "-cert c -key k -CAfile /etc/ssl/searchplat/ca.crt 2>&1) || true; rm -rf $d; echo \"$out\" | tail -n 30")
     out = result.stdout
-    # The handshake fails, or the relay closes the session at once: no RELP greeting.
-    assert ("alert" in out or "handshake failure" in out or "unknown ca" in out.lower()
-            or "certificate" in out.lower()) and "RELP" not in out, out
+    assert "alert" in out.lower() and "RELP" not in out, out
 
 
 @pytest.mark.once
