@@ -73,8 +73,8 @@ VALID = {
 }
 
 
-# The same with a one-node search cluster (two hosts: each case costs about
-# half the CPU). Only the cases in CLUSTER_CASES, which count or name the
+# The same with a one-node search cluster (two hosts to validate instead of
+# four: less CPU per case). Only the cases in CLUSTER_CASES, which count or name the
 # other cluster nodes, start from VALID.
 SMALL = copy.deepcopy(VALID)
 del SMALL["all"]["children"]["opensearch"]["hosts"]["os2"]
@@ -435,7 +435,7 @@ CASES = [
 SITE_CASES = {"missing-group", "firewall-invalid-port", "backup-without-backup-host"}
 
 
-def _run_site(tmp_path, inv, project_root, ansible_env, playbook="site.yml"):
+def _run_playbook(tmp_path, inv, project_root, ansible_env, playbook="site.yml"):
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inv, sort_keys=False))
     return subprocess.run(
@@ -464,7 +464,7 @@ def test_broken_inventory_rejected_before_any_change(tmp_path, target, project_r
     inv = copy.deepcopy(VALID if case_id in CLUSTER_CASES else SMALL)
     mutate(inv)
     playbook = "site.yml" if case_id in SITE_CASES else "playbooks/preflight.yml"
-    result = _run_site(tmp_path, inv, project_root, ansible_env, playbook)
+    result = _run_playbook(tmp_path, inv, project_root, ansible_env, playbook)
     out = result.stdout + result.stderr
     assert result.returncode != 0, f"{case_id}: {playbook} succeeded on a broken inventory"
     assert re.search(expected, " ".join(out.split()), re.S), f"{case_id}: expected /{expected}/ in:\n{out[-3000:]}"
@@ -476,12 +476,7 @@ def test_broken_inventory_rejected_before_any_change(tmp_path, target, project_r
 def test_valid_inventory_passes_preflight(tmp_path, target, project_root, ansible_env, base, mutate):
     inv = copy.deepcopy(base)
     mutate(inv)
-    path = tmp_path / "hosts.yml"
-    path.write_text(yaml.safe_dump(inv, sort_keys=False))
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(path), "playbooks/preflight.yml"],
-        cwd=project_root, env=ansible_env, capture_output=True, text=True, timeout=600,
-    )
+    result = _run_playbook(tmp_path, inv, project_root, ansible_env, "playbooks/preflight.yml")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "changed=0" in result.stdout
 

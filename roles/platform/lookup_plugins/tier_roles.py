@@ -32,13 +32,15 @@ options:
     required: false
 """
 
+# libyaml's safe loader where PyYAML has it, as in role_default.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _plays(path: str) -> list[tuple[dict, str]]:
     """Every play of a playbook, following import_playbook, with its file."""
     with open(path, encoding="utf-8") as handle:
-        entries = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or []  # noqa: S506
+        entries = yaml.load(handle, Loader=_LOADER) or []  # noqa: S506 (a safe loader)
     plays = []
     for entry in entries:
         target = entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
