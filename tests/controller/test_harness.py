@@ -149,6 +149,50 @@ def test_a_stale_junit_file_is_never_counted(tmp_path):
     assert not stale.exists() or "old" not in stale.read_text()
 
 
+def test_background_quick_stages_are_niced_and_all_counted(tmp_path):
+    """Beside the full stack, lint, syntax and the controller tests run in the
+    background at nice 19: their passes, failures and listed skips reach the
+    summary as if they had run in the foreground."""
+    suite = write(tmp_path / "suite" / "test_some.py", """\
+        import pytest
+
+        def test_passes():
+            pass
+
+        def test_skips():
+            pytest.skip("a listed reason")
+        """).parent
+    rc, out, counts = harness(f"""\
+        quick_stages() {{
+          check "niced" test "$(nice)" = 19
+          check "fails" false
+          pytest_stage suite {suite}
+        }}
+        quick_pid=""
+        quick_stages_in_background
+        check "foreground" true
+        merge_quick_stages
+        summary 0
+        """, tmp_path)
+    assert rc != 0, out
+    assert counts == (3, 1, 1), out
+    assert re.search(r"failed: fails$", out, re.M), out
+    assert "a listed reason" in out
+
+
+def test_a_background_run_without_results_fails(tmp_path):
+    rc, out, counts = harness("""\
+        quick_stages() { exit 3; }
+        quick_pid=""
+        quick_stages_in_background
+        merge_quick_stages
+        summary 0
+        """, tmp_path)
+    assert rc != 0, out
+    assert counts == (0, 1, 0), out
+    assert "ended without results" in out
+
+
 # --- the acceptance suite's group markers ---------------------------------------
 
 def _acceptance_fixture(tmp_path: pathlib.Path, marker: str) -> tuple[pathlib.Path, pathlib.Path]:
