@@ -295,6 +295,10 @@ def _tls_profile_without_a_go_suite(inv):
     _vars(inv)["platform_tls_ciphers_tls13"] = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"]
 
 
+def _tls_profile_without_a_go_group(inv):
+    _vars(inv)["platform_tls_curves"] = ["X448"]
+
+
 def _monitoring_unknown_scrape_group(inv):
     _vars(inv)["platform_scrape_groups"] = ["all", "databases"]
 
@@ -409,7 +413,10 @@ CASES = [
     ("monitoring-without-alertmanager-password", _monitoring_without_alertmanager_password,
      r"platform_alertmanager_password must be set, 8 to 72 bytes"),
     ("tls-profile-without-a-go-tls13-suite", _tls_profile_without_a_go_suite,
-     r"platform_tls_ciphers_tls13 .* must allow TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256"),
+     r"with TLSv1.3, all of TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256 "
+     r"in platform_tls_ciphers_tls13"),
+    ("tls-profile-without-a-go-group", _tls_profile_without_a_go_group,
+     r"leaves Prometheus and Alertmanager .* without a way to speak it.*in platform_tls_curves \(\['X448'\]\) one of X25519"),
     ("monitoring-unknown-scrape-group", _monitoring_unknown_scrape_group,
      r"platform_scrape_groups names databases, which the inventory does not have"),
     ("prometheus-retention-not-a-duration", _prometheus_retention_not_a_duration, r"prometheus_retention_time"),

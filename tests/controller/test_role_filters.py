@@ -250,3 +250,57 @@ def test_log_retention_picks_only_dated_indices_past_the_limit():
     names = ["logs-app-2026.11.01", "logs-app-2026.12.05", "logs-auth-2026.11.06", "logs-auth-2026.11.05",
              "logs-canary-bad.date", "search-documents", "logs-x-2026.02.30"]
     assert mod.expired(names, "logs", 30, dt.date(2026, 12, 6)) == ["logs-app-2026.11.01", "logs-auth-2026.11.05"]
+
+
+# --- The TLS profile in Go's terms (Prometheus, Alertmanager) ------------------
+
+def test_the_default_profile_in_go_terms():
+    import yaml
+    defaults = yaml.safe_load((ROOT / "roles" / "platform" / "defaults" / "main.yml").read_text())
+    assert pf.platform_go_tls_min_version(defaults["platform_tls_protocols"]) == "TLS12"
+    assert pf.platform_tls_cipher_names(defaults["platform_tls_ciphers_tls12"], "go", missing="drop") == PROFILE_TLS12
+    assert pf.platform_tls_curve_names(defaults["platform_tls_curves"], "go", missing="drop") == [
+        "X25519", "CurveP256", "CurveP384"]
+
+
+def test_go_min_version_is_the_lowest_protocol():
+    import pytest
+    from ansible.errors import AnsibleFilterError
+    assert pf.platform_go_tls_min_version(["TLSv1.3"]) == "TLS13"
+    assert pf.platform_go_tls_min_version(["TLSv1.3", "TLSv1.2"]) == "TLS12"
+    with pytest.raises(AnsibleFilterError, match="platform_tls_protocols"):
+        pf.platform_go_tls_min_version(["SSLv3"])
+    with pytest.raises(AnsibleFilterError, match="expected a list"):
+        pf.platform_go_tls_min_version("TLSv1.2")
+
+
+def test_what_go_lacks_is_dropped_on_request_and_typos_refused():
+    """Mozilla's intermediate list also has DHE suites and X448, which Go does
+    not implement: dropped for the Go endpoints, refused by default; a name
+    in no table is refused either way."""
+    import pytest
+    from ansible.errors import AnsibleFilterError
+    dhe, ecdhe = "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+    assert pf.platform_tls_cipher_names([dhe, ecdhe], "go", missing="drop") == [ecdhe]
+    assert pf.platform_tls_cipher_names([dhe, ecdhe], "java") == [dhe, ecdhe]
+    assert pf.platform_tls_cipher_names([dhe], "go", missing="drop") == []
+    with pytest.raises(AnsibleFilterError, match="not a suite go"):
+        pf.platform_tls_cipher_names([dhe, ecdhe], "go")
+    with pytest.raises(AnsibleFilterError, match="unknown cipher suite"):
+        pf.platform_tls_cipher_names(["ECDHE-RSA-AES128-GCM-SHA256"], "go", missing="drop")
+    assert pf.platform_tls_curve_names(["secp256r1", "X448", "secp521r1"], "go", missing="drop") == ["CurveP256", "CurveP521"]
+    assert pf.platform_tls_curve_names(["X448"], "openssl") == ["X448"]
+    with pytest.raises(AnsibleFilterError, match="unknown group"):
+        pf.platform_tls_curve_names(["X25519", "secp999r1"], "go", missing="drop")
+    with pytest.raises(AnsibleFilterError, match="missing"):
+        pf.platform_tls_curve_names(["X25519"], "go", missing="ignore")
+
+
+def test_the_profiles_choices_are_the_filters_tables():
+    """The argument specs offer exactly the names the filters can translate."""
+    import yaml
+    spec = yaml.safe_load((ROOT / "roles" / "platform" / "meta" / "argument_specs.yml").read_text())
+    options = spec["argument_specs"]["validate"]["options"]
+    offered = set(options["platform_tls_ciphers_tls12"]["choices"]) | set(options["platform_tls_ciphers_tls13"]["choices"])
+    assert offered == set(pf._SUITES)
+    assert set(options["platform_tls_curves"]["choices"]) == set(pf._CURVES)

@@ -116,26 +116,35 @@ def platform_existing_groups(matrix, groups):
 
 
 # --- The platform's TLS profile (platform_tls_* in defaults/main.yml) -----------
-# Suites are named as IANA registers them (TLS_ECDHE_..._WITH_...); JSSE and
-# Go's crypto/tls use the same names. OpenSSL has its own (nginx, HAProxy,
-# rsyslog's openssl driver); TLS 1.3 suites keep their IANA names there too.
-_OPENSSL_CIPHERS = {
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
-    "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256": "DHE-RSA-AES128-GCM-SHA256",
-    "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384": "DHE-RSA-AES256-GCM-SHA384",
-    "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "DHE-RSA-CHACHA20-POLY1305",
-    "TLS_AES_128_GCM_SHA256": "TLS_AES_128_GCM_SHA256",
-    "TLS_AES_256_GCM_SHA384": "TLS_AES_256_GCM_SHA384",
-    "TLS_CHACHA20_POLY1305_SHA256": "TLS_CHACHA20_POLY1305_SHA256",
+# One table per kind of name, one filter per kind, for every library:
+# OpenSSL (nginx, HAProxy, rsyslog's openssl driver), Java (OpenSearch's
+# JSSE) and Go (Prometheus, Alertmanager: crypto/tls through the
+# exporter-toolkit). missing='refuse' (the default) makes a name the library
+# lacks an error; missing='drop' leaves it out, so a profile with a suite or
+# group Go lacks (Mozilla's DHE suites, X448) still holds for the others and
+# gives the Go endpoints the rest (preflight, tasks/validate.yml, refuses a
+# profile that leaves them nothing). A name that is in no table is an error.
+
+# Cipher suites by their IANA names (JSSE and Go use the same): the OpenSSL
+# name, and whether Go lets it be chosen (Go implements no DHE suite, and
+# offers its three TLS 1.3 suites itself, unconfigurable).
+_SUITES = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": ("ECDHE-ECDSA-AES128-GCM-SHA256", True),
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": ("ECDHE-RSA-AES128-GCM-SHA256", True),
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": ("ECDHE-ECDSA-AES256-GCM-SHA384", True),
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": ("ECDHE-RSA-AES256-GCM-SHA384", True),
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": ("ECDHE-ECDSA-CHACHA20-POLY1305", True),
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": ("ECDHE-RSA-CHACHA20-POLY1305", True),
+    "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256": ("DHE-RSA-AES128-GCM-SHA256", False),
+    "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384": ("DHE-RSA-AES256-GCM-SHA384", False),
+    "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256": ("DHE-RSA-CHACHA20-POLY1305", False),
+    "TLS_AES_128_GCM_SHA256": ("TLS_AES_128_GCM_SHA256", False),
+    "TLS_AES_256_GCM_SHA384": ("TLS_AES_256_GCM_SHA384", False),
+    "TLS_CHACHA20_POLY1305_SHA256": ("TLS_CHACHA20_POLY1305_SHA256", False),
 }
 _CIPHER_LIBRARIES = ("iana", "openssl", "java", "go")
 # Key-exchange groups: the profile's names (as sslyze reports them) -> each
-# library's spelling. Go's crypto/tls has no X448.
+# library's spelling; a library absent from a group's entry lacks it.
 _CURVES = {
     "X25519": {"openssl": "X25519", "java": "x25519", "go": "X25519"},
     "secp256r1": {"openssl": "prime256v1", "java": "secp256r1", "go": "CurveP256"},
@@ -143,46 +152,81 @@ _CURVES = {
     "secp521r1": {"openssl": "secp521r1", "java": "secp521r1", "go": "CurveP521"},
     "X448": {"openssl": "X448", "java": "x448"},
 }
+_CURVE_LIBRARIES = ("openssl", "java", "go")
+# Protocol versions as Go's min_version names them.
+_GO_VERSIONS = {"TLSv1": "TLS10", "TLSv1.0": "TLS10", "TLSv1.1": "TLS11", "TLSv1.2": "TLS12", "TLSv1.3": "TLS13"}
 
 
 def _names(values, what):
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
         raise AnsibleFilterError("%s: expected a list of names, got %r" % (what, values))
-    return [str(v) for v in values]
+    return [str(v).strip() for v in values]
 
 
-def platform_tls_cipher_names(suites, library="openssl"):
+def _choice(value, allowed, what):
+    if value not in allowed:
+        raise AnsibleFilterError("%s must be one of %s, got %r" % (what, ", ".join(allowed), value))
+
+
+def platform_tls_cipher_names(suites, library="openssl", missing="refuse"):
     """IANA cipher suite names (platform_tls_ciphers_tls12/_tls13) as `library`
     names them: openssl (ECDHE-ECDSA-AES128-GCM-SHA256; TLS 1.3 suites keep
-    their names), or iana/java/go (the IANA names, unchanged). An unknown
-    suite is an error, never dropped."""
-    if library not in _CIPHER_LIBRARIES:
-        raise AnsibleFilterError("platform_tls_cipher_names: library must be one of %s, got %r"
-                                 % (", ".join(_CIPHER_LIBRARIES), library))
+    their names), iana or java (the IANA names, unchanged), or go (the IANA
+    names of the suites Go lets be chosen). An unknown suite is an error;
+    one the library lacks too, unless missing='drop'."""
+    _choice(library, _CIPHER_LIBRARIES, "platform_tls_cipher_names: library")
+    _choice(missing, ("refuse", "drop"), "platform_tls_cipher_names: missing")
     names = _names(suites, "platform_tls_cipher_names")
-    unknown = [n for n in names if n not in _OPENSSL_CIPHERS]
+    unknown = [n for n in names if n not in _SUITES]
     if unknown:
         raise AnsibleFilterError("platform_tls_cipher_names: unknown cipher suite(s) %s (known IANA names: %s)"
-                                 % (", ".join(unknown), ", ".join(_OPENSSL_CIPHERS)))
-    return [_OPENSSL_CIPHERS[n] for n in names] if library == "openssl" else names
+                                 % (", ".join(unknown), ", ".join(_SUITES)))
+    out = []
+    for name in dict.fromkeys(names):
+        openssl, in_go = _SUITES[name]
+        if library == "go" and not in_go:
+            if missing == "drop":
+                continue
+            raise AnsibleFilterError("platform_tls_cipher_names: %s is not a suite go lets be chosen (it has: %s)"
+                                     % (name, ", ".join(n for n, (_, g) in _SUITES.items() if g)))
+        out.append(openssl if library == "openssl" else name)
+    return out
 
 
-def platform_tls_curve_names(curves, library="openssl"):
+def platform_tls_curve_names(curves, library="openssl", missing="refuse"):
     """Key-exchange group names (platform_tls_curves: X25519, secp256r1,
-    secp384r1, ...) as `library` spells them: openssl (X25519, prime256v1,
-    secp384r1), java (x25519, secp256r1, secp384r1: jdk.tls.namedGroups) or
-    go (X25519, CurveP256, CurveP384). Unknown names, or a group the library
-    does not have, are errors."""
-    if library not in ("openssl", "java", "go"):
-        raise AnsibleFilterError("platform_tls_curve_names: library must be openssl, java or go, got %r" % (library,))
+    secp384r1, ...) as
+    `library` spells them: openssl (X25519, prime256v1, secp384r1), java
+    (x25519, secp256r1, secp384r1: jdk.tls.namedGroups) or go (X25519,
+    CurveP256, CurveP384). An unknown name is an error; a group the library
+    does not have too, unless missing='drop'."""
+    _choice(library, _CURVE_LIBRARIES, "platform_tls_curve_names: library")
+    _choice(missing, ("refuse", "drop"), "platform_tls_curve_names: missing")
     out = []
     for name in _names(curves, "platform_tls_curve_names"):
-        spelling = _CURVES.get(name, {}).get(library)
+        if name not in _CURVES:
+            raise AnsibleFilterError("platform_tls_curve_names: unknown group %r (known: %s)"
+                                     % (name, ", ".join(_CURVES)))
+        spelling = _CURVES[name].get(library)
         if spelling is None:
+            if missing == "drop":
+                continue
             raise AnsibleFilterError("platform_tls_curve_names: %r is not a group %s supports here (known: %s)"
                                      % (name, library, ", ".join(c for c in _CURVES if library in _CURVES[c])))
-        out.append(spelling)
+        if spelling not in out:
+            out.append(spelling)
     return out
+
+
+def platform_go_tls_min_version(protocols):
+    """The lowest protocol of the profile (platform_tls_protocols) as Go's
+    min_version: TLS10 ... TLS13."""
+    names = _names(protocols, "platform_go_tls_min_version")
+    unknown = [n for n in names if n not in _GO_VERSIONS]
+    if unknown or not names:
+        raise AnsibleFilterError("platform_tls_protocols must name TLS versions among %s (got %s; unknown: %s)"
+                                 % (", ".join(sorted(_GO_VERSIONS)), names, unknown))
+    return min((_GO_VERSIONS[n] for n in names), key=lambda v: int(v[3:]))
 
 
 class FilterModule:
@@ -200,4 +244,5 @@ class FilterModule:
             "platform_existing_groups": platform_existing_groups,
             "platform_tls_cipher_names": platform_tls_cipher_names,
             "platform_tls_curve_names": platform_tls_curve_names,
+            "platform_go_tls_min_version": platform_go_tls_min_version,
         }
