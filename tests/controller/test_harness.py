@@ -151,8 +151,9 @@ def test_a_stale_junit_file_is_never_counted(tmp_path):
 
 def test_background_quick_stages_are_niced_and_all_counted(tmp_path):
     """Beside the full stack, lint, syntax and the controller tests run in the
-    background at nice 19: their passes, failures and listed skips reach the
-    summary as if they had run in the foreground."""
+    background at the lowest priority (a session of its own whose autogroup
+    has nice 19, itself at nice 19): their passes, failures and listed skips
+    reach the summary as if they had run in the foreground."""
     suite = write(tmp_path / "suite" / "test_some.py", """\
         import pytest
 
@@ -165,6 +166,8 @@ def test_background_quick_stages_are_niced_and_all_counted(tmp_path):
     rc, out, counts = harness(f"""\
         quick_stages() {{
           check "niced" test "$(nice)" = 19
+          check "own session" test "$(ps -o sid= -p $$ | tr -d ' ')" = "$$"
+          check "lowest autogroup" bash -c '[ ! -e /proc/self/autogroup ] || grep -q "nice 19" /proc/self/autogroup'
           check "fails" false
           pytest_stage suite {suite}
         }}
@@ -175,7 +178,7 @@ def test_background_quick_stages_are_niced_and_all_counted(tmp_path):
         summary 0
         """, tmp_path)
     assert rc != 0, out
-    assert counts == (3, 1, 1), out
+    assert counts == (5, 1, 1), out
     assert re.search(r"failed: fails$", out, re.M), out
     assert "a listed reason" in out
 

@@ -31,7 +31,9 @@ def target():
     image = os.environ.get("SEARCHPLAT_BASE_IMAGE")
     if not image:
         pytest.fail("SEARCHPLAT_BASE_IMAGE is not set: run through scripts/test")
-    subprocess.run(["docker", "run", "-d", "--rm", "--name", TARGET, image, "sleep", "infinity"],
+    # The lowest CPU weight: beside the full stack (scripts/test runs this
+    # stage in the background) the lab's containers come first.
+    subprocess.run(["docker", "run", "-d", "--rm", "--cpu-shares", "2", "--name", TARGET, image, "sleep", "infinity"],
                    check=True, capture_output=True)
     yield TARGET
     subprocess.run(["docker", "rm", "-f", TARGET], capture_output=True)
@@ -295,6 +297,10 @@ def _tls_profile_without_a_go_suite(inv):
     _vars(inv)["platform_tls_ciphers_tls13"] = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"]
 
 
+def _lb_try_timeout_too_short(inv):
+    _vars(inv)["lb_haproxy_idempotent_try_timeout"] = "500ms"
+
+
 def _tls_profile_without_a_go_group(inv):
     _vars(inv)["platform_tls_curves"] = ["X448"]
 
@@ -415,6 +421,8 @@ CASES = [
     ("tls-profile-without-a-go-tls13-suite", _tls_profile_without_a_go_suite,
      r"with TLSv1.3, all of TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256 "
      r"in platform_tls_ciphers_tls13"),
+    ("lb-try-timeout-too-short", _lb_try_timeout_too_short,
+     r"lb_haproxy_idempotent_try_timeout\) is 0.5 s: at least 1 s is needed"),
     ("tls-profile-without-a-go-group", _tls_profile_without_a_go_group,
      r"leaves Prometheus and Alertmanager .* without a way to speak it.*in platform_tls_curves \(\['X448'\]\) one of X25519"),
     ("monitoring-unknown-scrape-group", _monitoring_unknown_scrape_group,
