@@ -319,6 +319,79 @@ def test_ready_answers_quickly_when_opensearch_hangs(settings: Settings) -> None
         assert time.monotonic() - started < 3  # 0.5 s, one retry
 
 
+class _HungNode:
+    """A listener that accepts every connection and never answers (a node
+    whose process is stopped, or a stuck JVM): counts the connections."""
+
+    def __init__(self) -> None:
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+def test_a_hung_node_costs_a_search_one_short_try_and_is_tried_again_soon(
+        opensearch_env: dict[str, str], seeded: list[dict]) -> None:
+    """Searches over a hung node and the real ones: each answers after at
+    most one search try on the hung node, and the hung node, once left out,
+    is tried again after SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT, not after
+    opensearch-py's default back-off (up to 32 minutes)."""
+    from searchplat_app.application import create_app
+    from searchplat_app.config import load_settings
+
+    scheme = opensearch_env["SEARCHPLAT_OPENSEARCH_HOSTS"].split("://", 1)[0]
+    hung = _HungNode()
+    try:
+        app = create_app(load_settings({
+            **opensearch_env,
+            "SEARCHPLAT_OPENSEARCH_HOSTS": f"{scheme}://127.0.0.1:{hung.port},{opensearch_env['SEARCHPLAT_OPENSEARCH_HOSTS']}",
+            "SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT": "0.5",
+            "SEARCHPLAT_OPENSEARCH_MAX_RETRIES": "1",
+            "SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT": "2",
+        }))
+        test_client = TestClient(app)
+
+        def searches(n: int) -> float:
+            slowest = 0.0
+            for _ in range(n):
+                started = time.monotonic()
+                response = test_client.get("/search", params={"q": "shard"})
+                slowest = max(slowest, time.monotonic() - started)
+                assert response.status_code == 200, response.text
+                assert response.json()["total"] > 0
+            return slowest
+
+        # Round robin over every node: the hung one is met within a round.
+        assert searches(8) < 1.5  # one 0.5 s try on the hung node, then another node
+        tried = len(hung.accepted)
+        assert tried >= 1, "the hung node was never tried"
+        # Left out now: searches meet only the others.
+        assert searches(8) < 1.0
+        assert len(hung.accepted) == tried, "a node that just failed was tried again at once"
+        # After the dead time out it gets a search again (and fails it again, briefly).
+        time.sleep(2.5)
+        assert searches(8) < 1.5
+        assert len(hung.accepted) > tried, "the hung node was not tried again after its dead time out"
+    finally:
+        hung.close()
+
+
 def test_search_and_ingest_503_when_opensearch_unreachable(broken_client: TestClient) -> None:
     body = assert_json_error(broken_client.get("/search", params={"q": "shard"}), 503)
     assert body["error"] == "search_unavailable" and body["request_id"]

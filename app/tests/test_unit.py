@@ -45,6 +45,8 @@ def test_config_defaults_and_hosts() -> None:
     assert s.opensearch_timeout == 5.0 and s.opensearch_max_retries == 2
     assert s.opensearch_retry_on_timeout is True
     assert s.ready_timeout == 1.0
+    assert s.opensearch_search_timeout is None and s.opensearch_dead_timeout == 10.0
+    assert load_settings({**GOOD, "SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT": "0.9"}).opensearch_search_timeout == 0.9
     assert s.ingest_max_documents == 500
 
 
@@ -67,6 +69,9 @@ def test_config_secrets_not_in_repr() -> None:
     ({"SEARCHPLAT_INGEST_TOKEN": "short"}, "SEARCHPLAT_INGEST_TOKEN is required"),
     ({"SEARCHPLAT_INDEX": "Search Docs"}, "is not a valid index name"),
     ({"SEARCHPLAT_OPENSEARCH_TIMEOUT": "abc"}, "is not a number"),
+    ({"SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT": "soon"}, "SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT='soon' is not a number"),
+    ({"SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT": "0"}, "SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT=0 is out of range"),
+    ({"SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT": "0.5"}, "SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT=0.5 is out of range"),
     ({"SEARCHPLAT_OPENSEARCH_MAX_RETRIES": "99"}, "out of range"),
     ({"SEARCHPLAT_OPENSEARCH_RETRY_ON_TIMEOUT": "maybe"}, "is not a boolean"),
     ({"SEARCHPLAT_LOG_LEVEL": "LOUD"}, "SEARCHPLAT_LOG_LEVEL"),

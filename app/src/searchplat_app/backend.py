@@ -1,9 +1,14 @@
 """OpenSearch access: clients, the index mapping, readiness, bulk ingest.
 
 One client (connection pool over every configured node, sniffing off) serves
-searches and ingest; a second one with a short timeout and no more retries
-than there are nodes serves /ready so that it answers quickly when OpenSearch
-is blocked. TLS is always verified (against SEARCHPLAT_OPENSEARCH_CA when set,
+ingest; a second one, with the per-try search timeout, serves searches, so
+that a hung node costs a search one short try before it moves to another
+node; a third one with a short timeout and no more retries than there are
+nodes serves /ready so that it answers quickly when OpenSearch is blocked.
+A node that failed is left out for SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT
+seconds, doubled for each further failure in a row up to four times that
+(opensearch-py's default grows to 32 times 60 s: after a few errors, a
+worker would search a single node for half an hour). TLS is always verified (against SEARCHPLAT_OPENSEARCH_CA when set,
 else the certifi bundle).
 """
 
@@ -88,9 +93,16 @@ def record_error(operation: str, exc: BaseException) -> str:
     return kind
 
 
+# Consecutive failures after which a dead node's time out stops doubling:
+# dead_timeout x 2**2 at most.
+DEAD_TIMEOUT_DOUBLINGS = 2
+
+
 def build_client(settings: Settings, *, timeout: float | None = None,
                  max_retries: int | None = None) -> OpenSearch:
     kwargs: dict[str, Any] = {
+        "dead_timeout": settings.opensearch_dead_timeout,
+        "timeout_cutoff": DEAD_TIMEOUT_DOUBLINGS,
         "hosts": [h.as_client_dict() for h in settings.opensearch_hosts],
         "timeout": settings.opensearch_timeout if timeout is None else timeout,
         "max_retries": settings.opensearch_max_retries if max_retries is None else max_retries,
@@ -123,6 +135,8 @@ class Backend:
         self.settings = settings
         self.index = settings.index
         self.client = build_client(settings)
+        self.search_client = (self.client if settings.opensearch_search_timeout is None
+                              else build_client(settings, timeout=settings.opensearch_search_timeout))
         # /ready: each node tried at most once, each try bounded by ready_timeout.
         self.ready_client = build_client(
             settings,
@@ -132,7 +146,7 @@ class Backend:
         self._index_known = False
 
     def close(self) -> None:
-        for client in (self.client, self.ready_client):
+        for client in {id(c): c for c in (self.client, self.search_client, self.ready_client)}.values():
             try:
                 client.close()
             except Exception:  # pragma: no cover - best effort at shutdown
@@ -247,7 +261,7 @@ class Backend:
                 },
             },
         }
-        return self.client.search(index=self.index, body=body)
+        return self.search_client.search(index=self.index, body=body)
 
     # -- ingest ---------------------------------------------------------------
 

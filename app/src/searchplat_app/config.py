@@ -27,6 +27,8 @@ DEFAULTS: dict[str, str] = {
     "SEARCHPLAT_OPENSEARCH_PASSWORD": "",
     "SEARCHPLAT_OPENSEARCH_CA": "",
     "SEARCHPLAT_OPENSEARCH_TIMEOUT": "5",
+    "SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT": "",
+    "SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT": "10",
     "SEARCHPLAT_OPENSEARCH_MAX_RETRIES": "2",
     "SEARCHPLAT_OPENSEARCH_RETRY_ON_TIMEOUT": "true",
     "SEARCHPLAT_OPENSEARCH_POOL_MAXSIZE": "10",
@@ -71,6 +73,11 @@ class Settings:
     opensearch_password: str = field(default="", repr=False)
     opensearch_ca: str = ""
     opensearch_timeout: float = 5.0
+    # Per try of a search; None: opensearch_timeout.
+    opensearch_search_timeout: float | None = None
+    # Seconds a node that failed is left out before it is tried again
+    # (doubled for each further failure in a row, at most 4 times this).
+    opensearch_dead_timeout: float = 10.0
     opensearch_max_retries: int = 2
     opensearch_retry_on_timeout: bool = True
     opensearch_pool_maxsize: int = 10
@@ -129,7 +136,7 @@ def _number(env: Mapping[str, str], name: str, kind: type, low: float, high: flo
         value = kind(raw)
     except ValueError:
         problems.append(f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}")
-        return kind(DEFAULTS[name])
+        return kind(DEFAULTS[name] or 0)
     if not low <= value <= high:
         problems.append(f"{name}={raw} is out of range {low}..{high}")
     return value
@@ -183,6 +190,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *,
         problems.append(f"SEARCHPLAT_LOG_LEVEL={log_level!r} is not DEBUG/INFO/WARNING/ERROR")
 
     timeout = _number(env, "SEARCHPLAT_OPENSEARCH_TIMEOUT", float, 0.1, 300, problems)
+    search_timeout = None
+    if env.get("SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT", "").strip():
+        search_timeout = _number(env, "SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT", float, 0.1, 300, problems)
+    dead_timeout = _number(env, "SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT", float, 1, 3600, problems)
     retries = _number(env, "SEARCHPLAT_OPENSEARCH_MAX_RETRIES", int, 0, 10, problems)
     retry_on_timeout = _bool(env, "SEARCHPLAT_OPENSEARCH_RETRY_ON_TIMEOUT", problems)
     pool = _number(env, "SEARCHPLAT_OPENSEARCH_POOL_MAXSIZE", int, 1, 1000, problems)
@@ -198,6 +209,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *,
         opensearch_password=password,
         opensearch_ca=ca,
         opensearch_timeout=float(timeout),
+        opensearch_search_timeout=None if search_timeout is None else float(search_timeout),
+        opensearch_dead_timeout=float(dead_timeout),
         opensearch_max_retries=int(retries),
         opensearch_retry_on_timeout=retry_on_timeout,
         opensearch_pool_maxsize=int(pool),
