@@ -304,3 +304,16 @@ def test_the_profiles_choices_are_the_filters_tables():
     offered = set(options["platform_tls_ciphers_tls12"]["choices"]) | set(options["platform_tls_ciphers_tls13"]["choices"])
     assert offered == set(pf._SUITES)
     assert set(options["platform_tls_curves"]["choices"]) == set(pf._CURVES)
+
+
+def test_seconds_of_nginx_and_haproxy_durations():
+    import pytest
+    from ansible.errors import AnsibleFilterError
+    assert pf.platform_seconds("2s") == 2.0
+    assert pf.platform_seconds("1500ms") == 1.5
+    assert pf.platform_seconds("1m") == 60.0
+    assert pf.platform_seconds("2") == 2.0            # nginx: seconds
+    assert pf.platform_seconds("2000", "ms") == 2.0   # HAProxy: milliseconds
+    for bad in ("", "2 sec", "-1s", "fast"):
+        with pytest.raises(AnsibleFilterError, match="not a duration"):
+            pf.platform_seconds(bad)

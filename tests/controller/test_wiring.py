@@ -270,6 +270,22 @@ def test_shared_settings_drive_everything_derived_from_them(project, ansible_env
     env = seen[("app1", "app")]["app_env"]
     assert env["SEARCHPLAT_OPENSEARCH_HOSTS"] == ",".join(f"https://10.9.0.{n}:19200" for n in (31, 32, 33))
     assert env["SEARCHPLAT_OPENSEARCH_USER"] == "searcher"
+    # Search tries inside the load balancers' default per-try timeout (2 s).
+    assert env["SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT"] == "0.90"
+
+
+def test_the_apps_search_tries_fit_inside_the_load_balancers_try(project, ansible_env, tmp_path):
+    """Two search tries per request at the app, both inside the shortest
+    per-try timeout of the load balancers (nginx 1.5 s on lb1, HAProxy 3 s
+    on lb2), 0.2 s to spare: a hung search node costs one short try there."""
+    names = {"app": ["app_env"], "lb_nginx": ["lb_nginx_idempotent_try_timeout"],
+             "lb_haproxy": ["lb_haproxy_idempotent_try_timeout"]}
+    seen = _run(project, ansible_env, tmp_path, {"lb_nginx_idempotent_try_timeout": "1500ms",
+                                                 "lb_haproxy_idempotent_try_timeout": "3s"}, names, [])
+    assert seen[("lb1", "lb_nginx")]["lb_nginx_idempotent_try_timeout"] == "1500ms"
+    env = seen[("app1", "app")]["app_env"]
+    assert str(env["SEARCHPLAT_OPENSEARCH_MAX_RETRIES"]) == "1"
+    assert env["SEARCHPLAT_OPENSEARCH_SEARCH_TIMEOUT"] == "0.65"
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["dashboards-on", "dashboards-off"])

@@ -14,6 +14,8 @@ then (lookup('role_default', ...)).
 
 from __future__ import annotations
 
+import re
+
 from ansible.errors import AnsibleFilterError
 from jinja2 import Undefined
 
@@ -33,6 +35,23 @@ def _value(hostvars, host, name, default=None):
 def platform_hostvar(host, hostvars, name, default=None):
     """One setting of another host: its inventory value, else `default`."""
     return _value(hostvars, host, name, default)
+
+
+_TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)?\s*$")
+_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def platform_seconds(value, default_unit="s"):
+    """A duration as nginx or HAProxy write it ("2s", "1500ms", "1m"; a bare
+    number is in `default_unit`: s for nginx, ms for HAProxy) in seconds."""
+    if default_unit not in _TIME_UNITS:
+        raise AnsibleFilterError("platform_seconds: default_unit must be one of %s, got %r"
+                                 % (", ".join(_TIME_UNITS), default_unit))
+    match = _TIME.match(str(value))
+    if not match:
+        raise AnsibleFilterError("platform_seconds: %r is not a duration such as 2s, 1500ms or 1m" % (value,))
+    number, unit = match.groups()
+    return float(number) * _TIME_UNITS[unit or default_unit]
 
 
 def platform_endpoints(hosts, hostvars, port_var, default_port):
@@ -245,4 +264,5 @@ class FilterModule:
             "platform_tls_cipher_names": platform_tls_cipher_names,
             "platform_tls_curve_names": platform_tls_curve_names,
             "platform_go_tls_min_version": platform_go_tls_min_version,
+            "platform_seconds": platform_seconds,
         }
