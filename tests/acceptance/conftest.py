@@ -320,17 +320,28 @@ OPENSEARCH_HTTP_PORT = 9200
 
 
 @pytest.fixture(scope="session")
-def os_ca(inventory, peer):
-    """The CA the nodes' certificates chain to, as a local file."""
-    pem = peer(inventory.hosts_in("opensearch")[0]).file("/etc/ssl/searchplat/ca.crt").content_string
+def platform_ca(inventory, peer):
+    """The platform CA (/etc/ssl/searchplat/ca.crt on every host: the load
+    balancers', the nodes' and every endpoint's certificates chain to it),
+    as a local file."""
     with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
-        f.write(pem)
+        f.write(peer(inventory.all_hosts()[0]).file("/etc/ssl/searchplat/ca.crt").content_string)
     yield f.name
     os.unlink(f.name)
 
 
 @pytest.fixture(scope="session")
-def os_client(inventory, os_ca):
+def lbs(inventory, platform_ca):
+    """Every load balancer: name, private address, public name (SNI, Host), CA file."""
+    names = sorted(inventory.hosts_in("loadbalancers"))
+    assert names, "no loadbalancers in the inventory"
+    return [{"name": name, "address": inventory.address(name),
+             "server_name": inventory.resolved(name, "_platform_lb_server_names")[0], "ca": platform_ca}
+            for name in names]
+
+
+@pytest.fixture(scope="session")
+def os_client(inventory, platform_ca):
     """client(user) -> an OpenSearch client over every node as that platform
     user (admin, app, monitoring, backup), or None for no credentials."""
     nodes = inventory.hosts_in("opensearch")
@@ -350,7 +361,7 @@ def os_client(inventory, os_ca):
             login = inventory.resolved(first, f"opensearch_{user}_user") if user != "admin" else "admin"
             auth = (str(login), password)
         return opensearchpy.OpenSearch(
-            hosts=hosts, http_auth=auth, use_ssl=True, verify_certs=True, ca_certs=os_ca,
+            hosts=hosts, http_auth=auth, use_ssl=True, verify_certs=True, ca_certs=platform_ca,
             ssl_show_warn=False, timeout=kwargs.pop("timeout", 15), **kwargs)
 
     return client

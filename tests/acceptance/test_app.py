@@ -22,6 +22,7 @@ import urllib.parse
 
 import pytest
 from disruption import disruption_lock
+from load import hey_result, start_hey
 
 pytestmark = pytest.mark.groups("app_servers")
 
@@ -49,22 +50,6 @@ def app_cfg(inventory):
         "service": inventory.resolved(apps[0], "app_name"),
         "ready_path": inventory.resolved(apps[0], "app_ready_path"),
     }
-
-
-@pytest.fixture(scope="session")
-def lbs(inventory, peer):
-    names = sorted(inventory.hosts_in("loadbalancers"))
-    assert names, "no loadbalancers in the inventory"
-    pem = peer(names[0]).file("/etc/ssl/searchplat/ca.crt").content_string
-    ca = os.path.join(tempfile.mkdtemp(prefix="searchplat-ca-"), "ca.crt")
-    with open(ca, "w") as f:
-        f.write(pem)
-    out = []
-    for name in names:
-        server_names = inventory.resolved(name, "_platform_lb_server_names")
-        out.append({"name": name, "address": inventory.address(name),
-                    "server_name": server_names[0], "ca": ca})
-    return out
 
 
 def https(lb, path, timeout=15, headers=None):
@@ -270,26 +255,6 @@ def _deploy(source: str | None):
                           cwd=ROOT, capture_output=True, text=True, timeout=1200)
 
 
-def _start_load(lb, seconds=900, workers=2, rate_per_worker=10):
-    """Bounded search load through one LB from the controller (hey): at most
-    seconds x workers x rate requests; stopped as soon as the deploy ends."""
-    exe = shutil.which("hey")
-    assert exe, "hey: scripts/lib/bootstrap.sh installs it"
-    return subprocess.Popen(
-        [exe, "-z", f"{seconds}s", "-c", str(workers), "-q", str(rate_per_worker), "-t", "10",
-         "-host", lb["server_name"], f"https://{lb['address']}/search?q=index"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _stop_load(proc):
-    if proc.poll() is None:
-        proc.send_signal(2)
-    out = proc.communicate(timeout=120)[0]
-    codes = {int(code): int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
-    errors = re.search(r"Error distribution:(.*)", out, re.S)
-    return codes, (errors.group(1).strip() if errors else ""), out
-
-
 def _current_release(peer, name) -> str:
     return os.path.basename(peer(name).check_output("readlink /opt/searchplat-app/current"))
 
@@ -305,14 +270,15 @@ def test_rolling_deploy_and_rollback_under_load(host, inventory, lbs, peer):
     apps = sorted(inventory.hosts_in("app_servers"))
     before = {name: _current_release(peer, name) for name in apps}
     with disruption_lock("lb"):
-        loads = [_start_load(lb) for lb in lbs]
+        # At most 900 s x 2 workers x 10 searches/s per LB; stopped once the deploys end.
+        loads = [start_hey(lb, 900, "/search?q=index", workers=2, rate_per_worker=10) for lb in lbs]
         try:
             good = _deploy(_app_variant("0.1.0+acceptance1"))
             after_good = {name: _current_release(peer, name) for name in apps}
             broken = _deploy(_app_variant("0.1.0+acceptance2", broken=True))
             after_broken = {name: _current_release(peer, name) for name in apps}
         finally:
-            results = [_stop_load(proc) for proc in loads]
+            results = [hey_result(proc, stop=True) for proc in loads]
         restore = _deploy(None)
     assert good.returncode == 0, good.stdout[-4000:]
     assert all(r.startswith("0.1.0+acceptance1-") for r in after_good.values()), after_good
@@ -323,8 +289,7 @@ def test_rolling_deploy_and_rollback_under_load(host, inventory, lbs, peer):
     # serial: 1 and max_fail_percentage: 0: the first server was rolled back,
     # the others never saw the broken release.
     assert after_broken == after_good, after_broken
-    for lb, (codes, errors, out) in zip(lbs, results):
-        assert codes and set(codes) == {200}, f"{lb['name']}: {out[-2500:]}"
-        assert not errors, f"{lb['name']}: {out[-2500:]}"
+    for lb, result in zip(lbs, results):
+        assert result.clean(), f"{lb['name']}: {result.output[-2500:]}"
     assert restore.returncode == 0, restore.stdout[-4000:]
     assert {name: _current_release(peer, name) for name in apps} == before

@@ -13,15 +13,14 @@ import http.client
 import json
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 
 import pytest
 from disruption import disruption_lock
+from load import hey_result, start_hey
 from netprobe import tcp_probe
 from skips import not_configured
 
@@ -69,19 +68,8 @@ def upstreams(inventory, peer, app_port):
     return servers
 
 
-@pytest.fixture(scope="session")
-def lab_ca(inventory, peer):
-    """The CA certificate the LBs' certificates chain to, as a local file."""
-    lbs = inventory.hosts_in("loadbalancers")
-    pem = peer(lbs[0]).file("/etc/ssl/searchplat/ca.crt").content_string
-    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
-        f.write(pem)
-    yield f.name
-    os.unlink(f.name)
-
-
 @pytest.fixture
-def lb(host, inventory, upstreams, lab_ca):
+def lb(host, inventory, upstreams, platform_ca):
     name = _name(host)
     names = inventory.resolved(name, "_platform_lb_server_names")
     return {
@@ -89,7 +77,7 @@ def lb(host, inventory, upstreams, lab_ca):
         "address": inventory.address(name),
         "server_name": names[0],
         "engine": inventory.resolved(name, "platform_loadbalancer_engine"),
-        "ca": lab_ca,
+        "ca": platform_ca,
         "upstreams": upstreams,
     }
 
@@ -279,26 +267,6 @@ def test_json_access_log(host, lb):
 
 # --- bounded load: a hung app server and a reload --------------------------------
 
-def _start_hey(lb, seconds, rate_per_worker=20, workers=5):
-    """Bounded load from the controller: at most seconds x workers x rate requests."""
-    exe = shutil.which("hey")
-    assert exe, "hey is not installed on the controller (scripts/lib/bootstrap.sh installs it: apt-get install hey)"
-    return subprocess.Popen(
-        [exe, "-z", f"{seconds}s", "-c", str(workers), "-q", str(rate_per_worker), "-t", "10",
-         "-host", lb["server_name"], f"https://{lb['address']}/"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _hey_result(proc, stop=False):
-    """Status code counts and the error summary; stop=True ends the load now (SIGINT)."""
-    if stop and proc.poll() is None:
-        proc.send_signal(2)
-    out = proc.communicate(timeout=120)[0]
-    codes = {int(code): int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
-    errors = re.search(r"Error distribution:(.*)", out, re.S)
-    return codes, (errors.group(1).strip() if errors else ""), out
-
-
 @pytest.mark.disruptive
 def test_a_hung_app_server_loses_no_request(lb, peer, app_service, lb_disruption):
     """One app server hangs under load for 15 s (every process of its unit
@@ -308,7 +276,7 @@ def test_a_hung_app_server_loses_no_request(lb, peer, app_service, lb_disruption
     under load is the rolling deploy's, test_app.py.)"""
     victim = sorted(lb["upstreams"])[-1]
     app = peer(victim)
-    load = _start_hey(lb, 25)
+    load = start_hey(lb, 25)
     time.sleep(4)
     with app.sudo():
         app.run_expect([0], f"systemctl kill --signal=SIGSTOP {app_service}")
@@ -316,11 +284,9 @@ def test_a_hung_app_server_loses_no_request(lb, peer, app_service, lb_disruption
             time.sleep(15)
         finally:
             app.run_expect([0], f"systemctl kill --signal=SIGCONT {app_service}")
-    codes, errors, out = _hey_result(load)
-    assert codes and set(codes) == {200}, out
-    assert not errors, out
-    slowest = re.search(r"Slowest:\s+([\d.]+) secs", out)
-    assert slowest and float(slowest.group(1)) < 3, out
+    result = hey_result(load)
+    assert result.clean(), result.output
+    assert result.slowest < 3, result.output
     deadline, seen = time.time() + 60, set()
     while victim not in seen and time.time() < deadline:
         seen.add(json.loads(_get(lb, "/health")[2])["instance"])
@@ -342,18 +308,17 @@ def test_reload_under_load_loses_no_request(lb, app_port, lb_disruption):
              "--limit", lb["name"], "--tags", f"lb_{lb['engine']}", *extra],
             cwd=root, capture_output=True, text=True, timeout=900)
 
-    load = _start_hey(lb, 600)
+    load = start_hey(lb, 600)
     time.sleep(3)
     shrink = converge(["-e", json.dumps({var: fewer})])
     restore = converge([])
     time.sleep(3)
-    codes, errors, out = _hey_result(load, stop=True)
+    result = hey_result(load, stop=True)
     assert shrink.returncode == 0, shrink.stdout[-3000:]
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert re.search(r"changed=[1-9]", shrink.stdout), "the upstream change was not applied"
     assert re.search(r"changed=[1-9]", restore.stdout), "the upstream list was not restored"
-    assert codes and set(codes) == {200}, out
-    assert not errors, out
+    assert result.clean(), result.output
 
 
 # --- the shared address (roles/keepalived) -------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import subprocess
 import tempfile
 import threading
 import time
