@@ -187,3 +187,23 @@ def test_page_has_no_external_assets_and_csp_matches() -> None:
     assert "unsafe-inline" not in csp
     # Relative fetch URL: works at the site root and behind TLS termination.
     assert 'new URL("search", document.baseURI)' in html
+
+
+def test_nodes_take_turns_across_threads_and_a_failed_node_returns_soon() -> None:
+    """Each request of any thread goes to the next node (opensearch-py's own
+    round robin is per thread: every new thread starts at the first node);
+    a node marked dead is left out for SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT,
+    doubled at most twice."""
+    import threading
+
+    from searchplat_app.backend import build_client
+
+    settings = load_settings({**GOOD, "SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT": "7"})
+    pool = build_client(settings).transport.connection_pool
+    chosen: list[str] = []
+    threads = [threading.Thread(target=lambda: chosen.append(pool.get_connection().host)) for _ in range(6)]
+    for t in threads:
+        t.start()
+        t.join()
+    assert sorted(chosen) == sorted([h.url for h in settings.opensearch_hosts] * 2)
+    assert pool.dead_timeout == 7 and 7 * 2 ** pool.timeout_cutoff == 28

@@ -8,18 +8,21 @@ nodes serves /ready so that it answers quickly when OpenSearch is blocked.
 A node that failed is left out for SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT
 seconds, doubled for each further failure in a row up to four times that
 (opensearch-py's default grows to 32 times 60 s: after a few errors, a
-worker would search a single node for half an hour). TLS is always verified (against SEARCHPLAT_OPENSEARCH_CA when set,
+worker would search a single node for half an hour), and the nodes take
+turns across every thread of the process (SharedRoundRobinSelector). TLS is always verified (against SEARCHPLAT_OPENSEARCH_CA when set,
 else the certifi bundle).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from opensearchpy import OpenSearch
+from opensearchpy.connection_pool import ConnectionSelector
 from opensearchpy.exceptions import (
     AuthenticationException,
     AuthorizationException,
@@ -98,9 +101,25 @@ def record_error(operation: str, exc: BaseException) -> str:
 DEAD_TIMEOUT_DOUBLINGS = 2
 
 
+class SharedRoundRobinSelector(ConnectionSelector):
+    """Round robin over the live nodes shared by every thread of the process.
+    opensearch-py's RoundRobinSelector keeps its position per thread: each
+    thread of the server's pool starts at the first node, so a worker's
+    requests pile onto one node, and a node that comes back gets no request
+    until the threads' positions happen to reach it."""
+
+    def __init__(self, opts: Any) -> None:
+        super().__init__(opts)
+        self._next = itertools.count()
+
+    def select(self, connections: Any) -> Any:
+        return connections[next(self._next) % len(connections)]
+
+
 def build_client(settings: Settings, *, timeout: float | None = None,
                  max_retries: int | None = None) -> OpenSearch:
     kwargs: dict[str, Any] = {
+        "selector_class": SharedRoundRobinSelector,
         "dead_timeout": settings.opensearch_dead_timeout,
         "timeout_cutoff": DEAD_TIMEOUT_DOUBLINGS,
         "hosts": [h.as_client_dict() for h in settings.opensearch_hosts],
