@@ -47,7 +47,8 @@ RESOLVED = [
     "platform_alertmanager_user",
     "opensearch_http_port", "opensearch_app_user", "opensearch_monitoring_user", "opensearch_backup_user",
     "opensearch_restored_index_prefix",
-    "backup_server_port", "rsyslog_relay_port", "platform_logging_store", "platform_logging_reader_user",
+    "backup_server_port", "rsyslog_relay_port", "rsyslog_relay_enabled", "rsyslog_tls_cert_file",
+    "rsyslog_tls_key_file", "platform_logging_store", "platform_logging_reader_user",
     "platform_logging_writer_user", "platform_tls_protocols", "platform_tls_ciphers_tls12",
     "platform_tls_ciphers_tls13", "platform_tls_curves",
 ]

@@ -12,6 +12,9 @@ compliant, and accept nothing outside the
 inventory's profile (no TLS 1.2 suite, TLS 1.3 suite or group it does not
 list, no version it does not list).
 
+The relays' RELP listener (rsyslog, 2514) is mutual TLS: sslyze presents
+the relay's own client certificate (copied for the scan, removed after).
+
 OpenSearch's transport (9300) is mutual TLS on addresses only the nodes
 reach (the lab's loopback aliases): the opensearch role's Molecule scenario
 checks it with real handshakes (CBC suites, secp521r1 and X448 refused, the
@@ -66,15 +69,46 @@ def profile(host, inventory):
             for key in ("protocols", "ciphers_tls12", "ciphers_tls13", "curves")}
 
 
-def test_sslyze_mozilla_intermediate_and_nothing_outside_the_profile(endpoint, ca_file, profile):
+def _scan(endpoint, ca_file, **client):
     server_name, port, address, tier = endpoint
     try:
         socket.create_connection((address, port), timeout=10).close()
     except OSError as err:
         pytest.fail(f"{tier} {address}:{port} unreachable from the controller ({err}): converge the tier, or "
                     "allow the controller in firewall_extra_rules (the lab's inventory does)", pytrace=False)
-    scan = sslyze_scan(server_name, port, address, ca_file)
+    scan = sslyze_scan(server_name, port, address, ca_file, **client)
     print(scan.report())
+    return scan
+
+
+def test_sslyze_mozilla_intermediate_and_nothing_outside_the_profile(endpoint, ca_file, profile):
+    _in_profile(_scan(endpoint, ca_file), endpoint[3], profile)
+
+
+@pytest.mark.groups("logging")
+def test_relp_relay_speaks_the_profile(host, inventory, ca_file, profile):
+    """RELP between every host and the relays: the relay's listener under the
+    same profile, scanned with a client certificate it accepts (its own)."""
+    name = _name(host)
+    if not inventory.resolved(name, "rsyslog_relay_enabled"):
+        not_configured(f"{name} is no relay")
+    port = int(inventory.resolved(name, "rsyslog_relay_port"))
+    with tempfile.TemporaryDirectory(prefix="searchplat-relp-") as tmp:
+        cert, key = os.path.join(tmp, "client.crt"), os.path.join(tmp, "client.key")
+        with host.sudo():
+            chain = host.file(inventory.resolved(name, "rsyslog_tls_cert_file")).content_string
+            private = host.file(inventory.resolved(name, "rsyslog_tls_key_file")).content_string
+        # The leaf only: sslyze's legacy OpenSSL (its SSL 2.0/3.0 scans) cannot load a chain.
+        end = "-----END CERTIFICATE-----"
+        with open(cert, "w") as f:
+            f.write(chain.split(end, 1)[0] + end + "\n")
+        with open(key, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as f:
+            f.write(private)
+        scan = _scan((name, port, inventory.address(name), "RELP relay"), ca_file, client_cert=cert, client_key=key)
+    _in_profile(scan, "RELP relay", profile)
+
+
+def _in_profile(scan, tier, profile):
     assert scan.compliant, f"{tier}: {scan.verdict} {scan.issues}\n{scan.report()}"
     for version in ("SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"):
         assert not scan.accepted(version), f"{tier} accepts {version}: {sorted(scan.accepted(version))}"

@@ -67,13 +67,18 @@ class Scan:
         return {c["name"] for c in self._scan("elliptic_curves").get("supported_curves") or []}
 
 
-def sslyze_scan(name: str, port: int, address: str, ca_file: str, timeout: int = SSLYZE_TIMEOUT) -> Scan:
-    """sslyze --mozilla_config=intermediate against name:port at address."""
+def sslyze_scan(name: str, port: int, address: str, ca_file: str, timeout: int = SSLYZE_TIMEOUT,
+                client_cert: str = "", client_key: str = "") -> Scan:
+    """sslyze --mozilla_config=intermediate against name:port at address;
+    with client_cert and client_key (PEM files) for an endpoint that
+    requires a client certificate (mutual TLS)."""
     target = f"{name}:{port}{{{address}}}"
     with tempfile.TemporaryDirectory(prefix="searchplat-sslyze-") as tmp:
         out = os.path.join(tmp, "scan.json")
         argv = [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate", f"--certinfo_ca_file={ca_file}",
                 f"--json_out={out}", target]
+        if client_cert:
+            argv[3:3] = [f"--cert={client_cert}", f"--key={client_key}", "--keyform=PEM"]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if "No module named sslyze" in proc.stderr:
             raise AssertionError(f"sslyze is not installed for {sys.executable}: "

@@ -340,6 +340,33 @@ def test_a_client_outside_the_inventory_is_refused(hosts, name, why, expect):
     assert re.search(expect, journal), journal[-2000:]
 
 
+# --- the TLS profile -------------------------------------------------------------------
+
+def _handshake(shipper, *options):
+    """openssl s_client from the shipper to relay1's RELP port with the
+    shipper's certificate: the cipher negotiated, or None when refused."""
+    out = shipper.run("timeout 10 openssl s_client -connect %s:2514 -servername relay1 "
+                      "-cert /etc/ssl/searchplat/rsyslog.crt -key /etc/ssl/searchplat/rsyslog.key "
+                      "-CAfile /etc/ssl/searchplat/ca.crt %s </dev/null 2>&1" % (ADDRESS[RELAY1], " ".join(options))).stdout
+    cipher = re.search(r"Cipher is (\S+)", out)
+    return None if not cipher or cipher.group(1) == "(NONE)" else cipher.group(1)
+
+
+@pytest.mark.parametrize("options,accepted", [
+    (("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"), True),
+    (("-tls1_3", "-groups", "X25519"), True),
+    (("-tls1_1",), False),
+    (("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA"), False),   # CBC
+    (("-tls1_3", "-groups", "secp521r1"), False),
+], ids=["tls12-gcm", "tls13-x25519", "tls11", "tls12-cbc", "tls13-secp521r1"])
+def test_relp_speaks_only_its_tls_profile(hosts, options, accepted):
+    """rsyslog_tls_protocols, _ciphers, _ciphersuites and _curves (the
+    platform's profile) on the relay's RELP listener: what the profile lists
+    is accepted, what it leaves out is refused."""
+    cipher = _handshake(hosts[SHIPPER], *options)
+    assert (cipher is not None) == accepted, "%s: negotiated %s" % (" ".join(options), cipher)
+
+
 # --- pipeline metrics -------------------------------------------------------------------
 
 def test_pipeline_metrics(hosts):
