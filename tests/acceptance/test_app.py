@@ -211,7 +211,9 @@ def test_ready_is_503_while_opensearch_is_unreachable(host, inventory, app_cfg):
             time.sleep(2)
         return status, body
 
-    with disruption_lock("lb"), host.sudo():
+    # An app server out of rotation: the "app" lock (one at a time); the load
+    # tests through the load balancers go on beside it (their retries).
+    with disruption_lock("app"), host.sudo():
         host.run_expect([0], f"iptables -I {rule}")
         try:
             status, body = ready_becomes(503)
@@ -269,7 +271,7 @@ def test_rolling_deploy_and_rollback_under_load(host, inventory, lbs, peer):
     checkout's own release is deployed again."""
     apps = sorted(inventory.hosts_in("app_servers"))
     before = {name: _current_release(peer, name) for name in apps}
-    with disruption_lock("lb"):
+    with disruption_lock("lb"), disruption_lock("app"):
         # At most 900 s x 2 workers x 10 searches/s per LB; stopped once the deploys end.
         loads = [start_hey(lb, 900, "/search?q=index", workers=2, rate_per_worker=10) for lb in lbs]
         try:

@@ -93,9 +93,10 @@ def cluster_disruption():
 def search_outage():
     """The whole search cluster goes away: every app server's /ready fails,
     so HAProxy takes them all out and searches fail; the load tests through
-    the load balancers (the "lb" lock) must not run meanwhile. Always the
-    opensearch lock first, then lb (no test takes them the other way)."""
-    with disruption_lock("opensearch"), disruption_lock("lb"):
+    the load balancers (the "lb" lock) and the tests that take an app server
+    out and wait for it to be ready again (the "app" lock) must not run
+    meanwhile. Locks in the order opensearch, lb, app (every test)."""
+    with disruption_lock("opensearch"), disruption_lock("lb"), disruption_lock("app"):
         yield
 
 

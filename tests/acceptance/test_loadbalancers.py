@@ -53,10 +53,11 @@ def upstreams(inventory, peer, app_port):
     """{app server: address}; each must serve app_port (the app tier)."""
     servers = {name: inventory.address(name) for name in inventory.hosts_in("app_servers")}
     assert servers, "no app_servers in the inventory"
-    # Under the LB tier's lock: a rolling deploy in another worker (it holds
-    # the lock until every server is back) is never mistaken for a missing
-    # app tier; a server restarting anyway gets a minute.
-    with disruption_lock("lb"):
+    # Under the "app" lock: an app server taken out by a test in another
+    # worker (a rolling deploy, a stopped or hung service: each holds the
+    # lock until every server is back) is never mistaken for a missing app
+    # tier; a server restarting anyway gets a minute.
+    with disruption_lock("app"):
         deadline = time.monotonic() + 60
         while True:
             closed = [name for name, address in servers.items()
@@ -87,6 +88,15 @@ def lb_disruption():
     """Disruptive load-balancer tests take turns: stopping lb1's engine to move
     the shared address would fail a load test against lb1 on the other worker."""
     with disruption_lock("lb"):
+        yield
+
+
+@pytest.fixture
+def app_disruption(lb_disruption):
+    """A load test that takes an app server out: the "app" lock too (after
+    "lb", the order every test takes them in), so that no other test has an
+    app server out meanwhile."""
+    with disruption_lock("app"):
         yield
 
 
@@ -268,7 +278,7 @@ def test_json_access_log(host, lb):
 # --- bounded load: a hung app server and a reload --------------------------------
 
 @pytest.mark.disruptive
-def test_a_hung_app_server_loses_no_request(lb, peer, app_service, lb_disruption):
+def test_a_hung_app_server_loses_no_request(lb, peer, app_service, app_disruption):
     """One app server hangs under load for 15 s (every process of its unit
     stopped with SIGSTOP: the kernel still accepts connections, nothing
     answers): zero failed requests, none slower than 3 s, and it gets

@@ -166,7 +166,9 @@ def test_a_stopped_app_server_alerts_end_to_end_and_resolves(host, inventory, pe
         return [a for a in alerts if a["labels"].get("alertname") in service_alerts
                 and any(victim in str(v) or address in str(v) for v in a["labels"].values())]
 
-    with disruption_lock("lb"), peer(victim).sudo():
+    # One app server out at a time (the "app" lock); load tests through the
+    # load balancers may run beside it.
+    with disruption_lock("app"), peer(victim).sudo():
         peer(victim).run_expect([0], f"systemctl stop {unit}")
         try:
             deadline, seen = time.time() + 180, []
