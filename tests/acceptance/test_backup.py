@@ -90,13 +90,24 @@ def cluster_disruption():
 
 
 @pytest.fixture
+def snapshot_disruption(cluster_disruption):
+    """A snapshot run that must succeed: its after-command backs the
+    repository up to the backup host, so no test may break that tier
+    meanwhile (the "backup" lock, after "opensearch")."""
+    with disruption_lock("backup"):
+        yield
+
+
+@pytest.fixture
 def search_outage():
     """The whole search cluster goes away: every app server's /ready fails,
     so HAProxy takes them all out and searches fail; the load tests through
     the load balancers (the "lb" lock) and the tests that take an app server
     out and wait for it to be ready again (the "app" lock) must not run
-    meanwhile. Locks in the order opensearch, lb, app (every test)."""
-    with disruption_lock("opensearch"), disruption_lock("lb"), disruption_lock("app"):
+    meanwhile; its snapshot job backs the repository up to the backup host
+    (the "backup" lock: no test breaks that tier meanwhile). Locks in the
+    order opensearch, lb, app, logging, backup (every test)."""
+    with disruption_lock("opensearch"), disruption_lock("lb"), disruption_lock("app"), disruption_lock("backup"):
         yield
 
 
@@ -203,7 +214,7 @@ def test_restore_drill_restores_the_latest_snapshot_without_loss(host, peer, adm
 
 @pytest.mark.disruptive
 @pytest.mark.once
-def test_a_failed_snapshot_raises_its_alert_and_recovers(host, inventory, peer, admin, cluster_disruption):
+def test_a_failed_snapshot_raises_its_alert_and_recovers(host, inventory, peer, admin, snapshot_disruption):
     elected = peer(_elected(admin))
     broken = _scratch_config(elected, OPENSEARCH_PASSWORD="not-the-password")
     try:
