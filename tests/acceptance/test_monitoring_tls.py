@@ -14,11 +14,9 @@ the files Prometheus uses, never on a command line).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 import prometheus_api
@@ -31,18 +29,8 @@ def _name(host) -> str:
     return host.backend.get_hostname()
 
 
-@pytest.fixture(scope="module")
-def monitoring_ca(host):
-    """The platform CA the monitoring host's certificates chain to, as a local file."""
-    pem = host.file(prometheus_api.CA_FILE).content_string
-    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
-        f.write(pem)
-    yield f.name
-    os.unlink(f.name)
-
-
 @pytest.mark.parametrize("port_var", ["prometheus_web_port", "alertmanager_web_port"])
-def test_sslyze_mozilla_intermediate_compliant(host, inventory, monitoring_ca, port_var):
+def test_sslyze_mozilla_intermediate_compliant(host, inventory, platform_ca, port_var):
     """sslyze checks the live endpoint against Mozilla's intermediate profile
     (the name the certificate carries: the inventory name; by address)."""
     name = _name(host)
@@ -51,7 +39,7 @@ def test_sslyze_mozilla_intermediate_compliant(host, inventory, monitoring_ca, p
     target = f"{name}:{port}{{{address}}}"
     proc = subprocess.run(
         [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate",
-         f"--certinfo_ca_file={monitoring_ca}", target],
+         f"--certinfo_ca_file={platform_ca}", target],
         capture_output=True, text=True, timeout=600)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

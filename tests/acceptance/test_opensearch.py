@@ -22,6 +22,7 @@ import uuid
 import pytest
 import yaml
 from disruption import disruption_lock
+from load import hey_result, start_hey
 from netprobe import tcp_probe
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException
 from skips import not_configured
@@ -354,8 +355,6 @@ def test_a_hung_node_fails_no_search_and_loses_no_document(inventory, os_client,
     (opensearch-py's dead-node back-off, bounded by
     SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT), measured as the searches each node
     coordinates (_nodes/usage)."""
-    from load import hey_result, start_hey
-
     nodes = _nodes(inventory)
     admin = os_client("admin", timeout=60)
     elected = admin.cat.cluster_manager(format="json")[0]["node"]

@@ -54,39 +54,30 @@ def endpoint(host, inventory):
 
 
 @pytest.fixture
-def ca_file(host):
-    """The internal CA the host's certificates chain to, as a local file."""
-    with tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False) as f:
-        f.write(host.file("/etc/ssl/searchplat/ca.crt").content_string)
-    yield f.name
-    os.unlink(f.name)
-
-
-@pytest.fixture
 def profile(host, inventory):
     name = _name(host)
     return {key: list(inventory.resolved(name, f"platform_tls_{key}"))
             for key in ("protocols", "ciphers_tls12", "ciphers_tls13", "curves")}
 
 
-def _scan(endpoint, ca_file, **client):
+def _scan(endpoint, platform_ca, **client):
     server_name, port, address, tier = endpoint
     try:
         socket.create_connection((address, port), timeout=10).close()
     except OSError as err:
         pytest.fail(f"{tier} {address}:{port} unreachable from the controller ({err}): converge the tier, or "
                     "allow the controller in firewall_extra_rules (the lab's inventory does)", pytrace=False)
-    scan = sslyze_scan(server_name, port, address, ca_file, **client)
+    scan = sslyze_scan(server_name, port, address, platform_ca, **client)
     print(scan.report())
     return scan
 
 
-def test_sslyze_mozilla_intermediate_and_nothing_outside_the_profile(endpoint, ca_file, profile):
-    _in_profile(_scan(endpoint, ca_file), endpoint[3], profile)
+def test_sslyze_mozilla_intermediate_and_nothing_outside_the_profile(endpoint, platform_ca, profile):
+    _in_profile(_scan(endpoint, platform_ca), endpoint[3], profile)
 
 
 @pytest.mark.groups("logging")
-def test_relp_relay_speaks_the_profile(host, inventory, ca_file, profile):
+def test_relp_relay_speaks_the_profile(host, inventory, platform_ca, profile):
     """RELP between every host and the relays: the relay's listener under the
     same profile, scanned with a client certificate it accepts (its own)."""
     name = _name(host)
@@ -104,7 +95,7 @@ def test_relp_relay_speaks_the_profile(host, inventory, ca_file, profile):
             f.write(chain.split(end, 1)[0] + end + "\n")
         with open(key, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as f:
             f.write(private)
-        scan = _scan((name, port, inventory.address(name), "RELP relay"), ca_file, client_cert=cert, client_key=key)
+        scan = _scan((name, port, inventory.address(name), "RELP relay"), platform_ca, client_cert=cert, client_key=key)
     _in_profile(scan, "RELP relay", profile)
 
 

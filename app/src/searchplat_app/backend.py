@@ -9,8 +9,9 @@ A node that failed is left out for SEARCHPLAT_OPENSEARCH_DEAD_TIMEOUT
 seconds, doubled for each further failure in a row up to four times that
 (opensearch-py's default grows to 32 times 60 s: after a few errors, a
 worker would search a single node for half an hour), and the nodes take
-turns across every thread of the process (SharedRoundRobinSelector). TLS is always verified (against SEARCHPLAT_OPENSEARCH_CA when set,
-else the certifi bundle).
+turns across every thread of the process (SharedRoundRobinSelector). TLS is
+always verified (against SEARCHPLAT_OPENSEARCH_CA when set, else the certifi
+bundle).
 """
 
 from __future__ import annotations

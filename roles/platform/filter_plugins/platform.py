@@ -214,8 +214,7 @@ def platform_tls_cipher_names(suites, library="openssl", missing="refuse"):
 
 def platform_tls_curve_names(curves, library="openssl", missing="refuse"):
     """Key-exchange group names (platform_tls_curves: X25519, secp256r1,
-    secp384r1, ...) as
-    `library` spells them: openssl (X25519, prime256v1, secp384r1), java
+    secp384r1, ...) as `library` spells them: openssl (X25519, prime256v1, secp384r1), java
     (x25519, secp256r1, secp384r1: jdk.tls.namedGroups) or go (X25519,
     CurveP256, CurveP384). An unknown name is an error; a group the library
     does not have too, unless missing='drop'."""
