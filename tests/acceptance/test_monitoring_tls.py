@@ -14,13 +14,11 @@ the files Prometheus uses, never on a command line).
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 import time
 
 import prometheus_api
 import pytest
+from tlsprobe import sslyze_scan
 
 pytestmark = pytest.mark.groups("monitoring")
 
@@ -35,15 +33,9 @@ def test_sslyze_mozilla_intermediate_compliant(host, inventory, platform_ca, por
     (the name the certificate carries: the inventory name; by address)."""
     name = _name(host)
     port = int(inventory.resolved(name, port_var))
-    address = inventory.resolved(name, "prometheus_private_address")
-    target = f"{name}:{port}{{{address}}}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "sslyze", "--mozilla_config=intermediate",
-         f"--certinfo_ca_file={platform_ca}", target],
-        capture_output=True, text=True, timeout=600)
-    print(proc.stdout[-3000:])
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert re.search(rf":{port}: OK - Compliant\.", proc.stdout), proc.stdout[-3000:]
+    scan = sslyze_scan(name, port, inventory.resolved(name, "prometheus_private_address"), platform_ca)
+    print(scan.report())
+    assert scan.compliant, f"{name}:{port}: {scan.verdict} {scan.issues}\n{scan.report()}"
 
 
 def test_alertmanager_needs_tls_and_credentials(host, inventory):
