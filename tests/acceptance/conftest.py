@@ -333,11 +333,12 @@ def platform_ca(inventory, peer):
 
 @pytest.fixture(scope="session")
 def lbs(inventory, platform_ca):
-    """Every load balancer: name, private address, public name (SNI, Host), CA file."""
+    """Every load balancer: name, private address, public name (SNI, Host), HTTPS port, CA file."""
     names = sorted(inventory.hosts_in("loadbalancers"))
     assert names, "no loadbalancers in the inventory"
     return [{"name": name, "address": inventory.address(name),
-             "server_name": inventory.resolved(name, "_platform_lb_server_names")[0], "ca": platform_ca}
+             "server_name": inventory.resolved(name, "_platform_lb_server_names")[0],
+             "port": int(inventory.resolved(name, "_platform_lb_https_port")), "ca": platform_ca}
             for name in names]
 
 

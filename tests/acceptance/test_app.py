@@ -23,6 +23,7 @@ import urllib.parse
 import pytest
 from disruption import disruption_lock
 from load import hey_result, start_hey
+from resilience import load_figures, record
 
 pytestmark = pytest.mark.groups("app_servers")
 
@@ -55,8 +56,8 @@ def app_cfg(inventory):
 def https(lb, path, timeout=15, headers=None):
     """GET over TLS to the LB's address, SNI and Host = the public name."""
     ctx = ssl.create_default_context(cafile=lb["ca"])
-    raw = socket.create_connection((lb["address"], 443), timeout=timeout)
-    conn = http.client.HTTPSConnection(lb["server_name"], 443, context=ctx, timeout=timeout)
+    raw = socket.create_connection((lb["address"], lb["port"]), timeout=timeout)
+    conn = http.client.HTTPSConnection(lb["server_name"], lb["port"], context=ctx, timeout=timeout)
     conn.sock = ctx.wrap_socket(raw, server_hostname=lb["server_name"])
     try:
         conn.request("GET", path, headers=headers or {})
@@ -165,7 +166,7 @@ def test_search_page_in_headless_chromium(host, inventory, lbs):
     certutil = shutil.which("certutil")
     assert chromium and certutil, "chromium and libnss3-tools: scripts/lib/bootstrap.sh installs them"
     lb = lbs[0]
-    url = f"https://{lb['server_name']}/?" + urllib.parse.urlencode({"q": SEED_QUERY})
+    url = f"https://{lb['server_name']}:{lb['port']}/?" + urllib.parse.urlencode({"q": SEED_QUERY})
     home = tempfile.mkdtemp(prefix="searchplat-chromium-")
     nssdb = os.path.join(home, ".pki", "nssdb")
     os.makedirs(nssdb)
@@ -282,6 +283,8 @@ def test_rolling_deploy_and_rollback_under_load(host, inventory, lbs, peer):
         finally:
             results = [hey_result(proc, stop=True) for proc in loads]
         restore = _deploy(None)
+    for lb, result in zip(lbs, results):
+        record(f"rolling deploy, then a refused release rolled back, via {lb['name']}", **load_figures(result))
     assert good.returncode == 0, good.stdout[-4000:]
     assert all(r.startswith("0.1.0+acceptance1-") for r in after_good.values()), after_good
     assert after_good != before

@@ -14,13 +14,14 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
 
 import pytest
 from disruption import active_alerts, alert_report, disruption_lock, wait_until
+from load import AckedWrites
+from resilience import record
 
 pytestmark = pytest.mark.groups("opensearch")
 
@@ -261,7 +262,7 @@ def _scan(client, index):
 
 @pytest.mark.disruptive
 @pytest.mark.once
-def test_disaster_recovery_every_document_back(host, inventory, peer, os_client, search_outage):
+def test_disaster_recovery_every_document_back(host, inventory, peer, os_client, lbs, search_outage):
     """Index a known corpus while writes keep coming, take the scheduled
     snapshot, destroy the data of every node (the cluster is gone), converge
     the tier and restore: every document acknowledged before the snapshot is
@@ -281,23 +282,7 @@ def test_disaster_recovery_every_document_back(host, inventory, peer, os_client,
     assert len(expected) == len(docs)
 
     # A bounded write load (about 10 documents/s) that keeps going across the snapshot.
-    written: list[tuple[str, float]] = []
-    stop = threading.Event()
-
-    def writer():
-        client = os_client("admin", timeout=30)
-        i = 0
-        while not stop.is_set() and i < 2000:
-            try:
-                client.index(index=live, id=f"w{i}", body={"n": i}, params={"refresh": "true"})
-                written.append((f"w{i}", time.time()))
-            except Exception:  # the cluster is about to go away
-                pass
-            i += 1
-            time.sleep(0.1)
-
-    load = threading.Thread(target=writer)
-    load.start()
+    writes = AckedWrites(os_client("admin", timeout=30), live, limit=2000, params={"refresh": "true"}).start()
     time.sleep(5)
     elected = peer(admin.cat.cluster_manager(format="json")[0]["node"])
     result = _run(elected, "snapshot")
@@ -306,8 +291,7 @@ def test_disaster_recovery_every_document_back(host, inventory, peer, os_client,
     # it must come back; what came later is the RPO window.
     snapshot_start = _managed(admin, _conf(host)["PREFIX"])[-1]["start_time_in_millis"] / 1000
     time.sleep(5)
-    stop.set()
-    load.join()
+    written = writes.stop().acked
 
     # The disaster: every node's data is gone.
     disaster = time.monotonic()
@@ -332,19 +316,18 @@ def test_disaster_recovery_every_document_back(host, inventory, peer, os_client,
     lost_after = len([1 for doc_id, at in written if at >= snapshot_start and doc_id not in restored_live])
 
     # The app serves the restored data (the seeded corpus) through each load balancer.
-    lbs = inventory.hosts_in("loadbalancers")
-    with tempfile.NamedTemporaryFile("w", suffix=".crt") as ca:
-        ca.write(peer(lbs[0]).file("/etc/ssl/searchplat/ca.crt").content_string)
-        ca.flush()
-        for lb in lbs:
-            names = inventory.resolved(lb, "_platform_lb_server_names")
-            port = inventory.resolved(lb, "_platform_lb_https_port")
-            probe = subprocess.run(
-                ["curl", "-sf", "--max-time", "20", "--cacert", ca.name, "--resolve", f"{names[0]}:{port}:{inventory.address(lb)}",
-                 f"https://{names[0]}:{port}/search?q=inverted+index&size=5"], capture_output=True, text=True)
-            assert probe.returncode == 0, (lb, probe.stdout[:300], probe.stderr)
-            assert json.loads(probe.stdout)["total"] > 0, (lb, probe.stdout[:300])
+    for lb in lbs:
+        probe = subprocess.run(
+            ["curl", "-sf", "--max-time", "20", "--cacert", lb["ca"], "--resolve",
+             f"{lb['server_name']}:{lb['port']}:{lb['address']}",
+             f"https://{lb['server_name']}:{lb['port']}/search?q=inverted+index&size=5"], capture_output=True, text=True)
+        assert probe.returncode == 0, (lb["name"], probe.stdout[:300], probe.stderr)
+        assert json.loads(probe.stdout)["total"] > 0, (lb["name"], probe.stdout[:300])
     serving = time.monotonic() - disaster
+    record("disaster: every node's data gone, restored from the snapshot", written=len(before_snapshot),
+           found=len(before_snapshot & restored_live), recovered=serving,
+           note=f"written: acknowledged before the snapshot; {lost_after} written after it lost (RPO window); "
+                f"recovered: serving through every load balancer (RTO)")
     print(f"disaster drill: {len(expected)} corpus documents back with equal checksums; "
           f"{len(before_snapshot)} writes before the snapshot all back, {lost_after} written after it lost (RPO window); "
           f"converge {converge:.0f} s, restore {restore:.0f} s, green after {green:.0f} s, serving after {serving:.0f} s (RTO)")

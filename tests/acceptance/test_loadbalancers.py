@@ -22,6 +22,7 @@ import pytest
 from disruption import disruption_lock
 from load import hey_result, start_hey
 from netprobe import tcp_probe
+from resilience import load_figures, record
 from skips import not_configured
 
 pytestmark = pytest.mark.groups("loadbalancers")
@@ -77,6 +78,7 @@ def lb(host, inventory, upstreams, platform_ca):
         "name": name,
         "address": inventory.address(name),
         "server_name": names[0],
+        "port": int(inventory.resolved(name, "_platform_lb_https_port")),
         "engine": inventory.resolved(name, "platform_loadbalancer_engine"),
         "ca": platform_ca,
         "upstreams": upstreams,
@@ -116,9 +118,9 @@ def _get(lb, path="/", headers=None, method="GET", body=None):
     """HTTP/1.1 over TLS to the LB's address with the public name as SNI/Host."""
     ctx = _tls_context(lb["ca"])
     ctx.set_alpn_protocols(["http/1.1"])
-    conn = http.client.HTTPSConnection(lb["address"], 443, context=ctx, timeout=15)
+    conn = http.client.HTTPSConnection(lb["address"], lb["port"], context=ctx, timeout=15)
     # SNI and certificate check against the public name, TCP to the address.
-    conn.sock = ctx.wrap_socket(socket.create_connection((lb["address"], 443), timeout=15),
+    conn.sock = ctx.wrap_socket(socket.create_connection((lb["address"], lb["port"]), timeout=15),
                                 server_hostname=lb["server_name"])
     hdrs = {"Host": lb["server_name"], **(headers or {})}
     conn.request(method, path, body=body, headers=hdrs)
@@ -132,7 +134,7 @@ def _handshake(lb, minimum=None, maximum=None):
     ctx = _tls_context(lb["ca"], minimum, maximum)
     if maximum is not None and maximum < ssl.TLSVersion.TLSv1_2:
         ctx.set_ciphers("ALL:@SECLEVEL=0")
-    with socket.create_connection((lb["address"], 443), timeout=10) as raw:
+    with socket.create_connection((lb["address"], lb["port"]), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=lb["server_name"]) as tls:
             return tls.version(), tls.selected_alpn_protocol()
 
@@ -215,7 +217,7 @@ def test_body_size_limit(lb):
     """A request announcing a body over the limit is refused before it is read."""
     ctx = _tls_context(lb["ca"])
     ctx.set_alpn_protocols(["http/1.1"])
-    with socket.create_connection((lb["address"], 443), timeout=15) as raw:
+    with socket.create_connection((lb["address"], lb["port"]), timeout=15) as raw:
         with ctx.wrap_socket(raw, server_hostname=lb["server_name"]) as tls:
             tls.sendall((f"POST /documents HTTP/1.1\r\nHost: {lb['server_name']}\r\n"
                          "Content-Type: application/octet-stream\r\n"
@@ -224,7 +226,7 @@ def test_body_size_limit(lb):
     assert " 413 " in f"{status_line} ", status_line
 
 
-# sslyze --mozilla_config=intermediate against 443 (compliant, nothing outside
+# sslyze --mozilla_config=intermediate against the HTTPS port (compliant, nothing outside
 # the platform's TLS profile): test_tls_profile.py, with OpenSearch's HTTP.
 
 
@@ -241,8 +243,8 @@ def test_rate_limit_answers_429(lb, inventory, peer):
     # query strings on the cheapest path).
     out = client.run(
         f"curl -sk --parallel --parallel-max 50 --max-time 20 "
-        f"--resolve {lb['server_name']}:443:{lb['address']} -o /dev/null -w '%{{http_code}}\\n' "
-        f"'https://{lb['server_name']}/live?rate-probe=[1-300]'").stdout.split()
+        f"--resolve {lb['server_name']}:{lb['port']}:{lb['address']} -o /dev/null -w '%{{http_code}}\\n' "
+        f"'https://{lb['server_name']}:{lb['port']}/live?rate-probe=[1-300]'").stdout.split()
     assert "429" in out, f"no 429 among {len(out)} fast requests: {sorted(set(out))}"
     assert "200" in out, "every request was refused"
 
@@ -294,12 +296,16 @@ def test_a_hung_app_server_loses_no_request(lb, peer, app_service, app_disruptio
             time.sleep(15)
         finally:
             app.run_expect([0], f"systemctl kill --signal=SIGCONT {app_service}")
+            resumed = time.monotonic()
     result = hey_result(load)
+    deadline, seen = time.monotonic() + 60, set()
+    while victim not in seen and time.monotonic() < deadline:
+        seen.add(json.loads(_get(lb, "/health")[2])["instance"])
+    back = time.monotonic() - resumed
+    record(f"hung app server ({victim} 15 s), via {lb['name']} {lb['engine']}", **load_figures(result),
+           recovered=back if victim in seen else None, note="recovered: it gets traffic again")
     assert result.clean(), result.output
     assert result.slowest < 3, result.output
-    deadline, seen = time.time() + 60, set()
-    while victim not in seen and time.time() < deadline:
-        seen.add(json.loads(_get(lb, "/health")[2])["instance"])
     assert victim in seen, f"{victim} received no traffic after it answered again (saw {seen})"
 
 
@@ -324,6 +330,7 @@ def test_reload_under_load_loses_no_request(lb, app_port, lb_disruption):
     restore = converge([])
     time.sleep(3)
     result = hey_result(load, stop=True)
+    record(f"upstream change applied by reload, {lb['name']} {lb['engine']}", **load_figures(result))
     assert shrink.returncode == 0, shrink.stdout[-3000:]
     assert restore.returncode == 0, restore.stdout[-3000:]
     assert re.search(r"changed=[1-9]", shrink.stdout), "the upstream change was not applied"
@@ -418,6 +425,8 @@ def test_shared_address_moves_when_the_holders_engine_stops(host, inventory, pee
             answered = time.time()
             print(f"shared address: {first} ({engine}) stopped; {second} held {vip} after "
                   f"{moved - stopped:.1f} s, HTTPS answered after {answered - stopped:.1f} s")
+            record(f"the shared address's holder loses its engine ({first} {engine})", recovered=answered - stopped,
+                   note=f"recovered: HTTPS answers on the shared address ({second} held it after {moved - stopped:.1f} s)")
             first_host.run_expect([0], f"systemctl start {engine}")
         time.sleep(6)
         assert _vip_holders(inventory, peer, vip) == [second], "the returning load balancer took the address back"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import tempfile
 import threading
 import time
 import urllib.error
@@ -26,6 +25,7 @@ import uuid
 
 import pytest
 from disruption import active_alerts, alert_report, disruption_lock, wait_until
+from resilience import record
 
 pytestmark = pytest.mark.groups("all")
 
@@ -40,18 +40,14 @@ class LogStore:
     """The log store's HTTP API from the controller (the lab opens its port to
     the controller, as to an operator's bastion), TLS verified."""
 
-    def __init__(self, inventory, peer):
+    def __init__(self, inventory, ca_file):
         self.inventory = inventory
         relays = inventory.hosts_in("logging")
         assert relays, "no host in the logging group"
         store = relays if inventory.resolved(relays[0], "platform_logging_store") == "dedicated" \
             else inventory.hosts_in("opensearch")
         self.url = f"https://{inventory.address(store[0])}:{inventory.resolved(store[0], 'opensearch_http_port')}"
-        pem = peer(relays[0]).file("/etc/ssl/searchplat/ca.crt").content_string
-        self._ca = tempfile.NamedTemporaryFile("w", suffix=".crt", delete=False)
-        self._ca.write(pem)
-        self._ca.flush()
-        self.ctx = ssl.create_default_context(cafile=self._ca.name)
+        self.ctx = ssl.create_default_context(cafile=ca_file)
         relay = relays[0]
         self.users = {
             "reader": (inventory.resolved(relay, "platform_logging_reader_user"),
@@ -96,8 +92,8 @@ class LogStore:
 
 
 @pytest.fixture(scope="session")
-def logstore(inventory, peer):
-    return LogStore(inventory, peer)
+def logstore(inventory, platform_ca):
+    return LogStore(inventory, platform_ca)
 
 
 # --- every host ------------------------------------------------------------------------------
@@ -304,6 +300,8 @@ def test_nothing_is_lost_while_the_relay_and_then_the_store_are_down(host, inven
     duplicates = len(lines) - len(set(lines))
     print(f"no-loss: {total} lines sent by {len(senders)} hosts, {len(set(lines))} distinct in the store, "
           f"{duplicates} duplicates")
+    record("log relay down 60 s, then the log store down 60 s", written=total, found=len(set(lines)),
+           note=f"written, found: log lines sent by {len(senders)} hosts, stored; {duplicates} stored twice")
     assert len(set(lines)) == total, f"{total - len(set(lines))} of {total} lines lost"
     assert duplicates == 0, f"{duplicates} lines stored twice"
 

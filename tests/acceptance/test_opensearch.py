@@ -22,9 +22,10 @@ import uuid
 import pytest
 import yaml
 from disruption import disruption_lock
-from load import hey_result, start_hey
+from load import AckedWrites, hey_result, start_hey
 from netprobe import tcp_probe
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException
+from resilience import load_figures, percentile, record
 from skips import not_configured
 
 pytestmark = pytest.mark.groups("opensearch")
@@ -236,19 +237,23 @@ def test_snapshot_and_restore_keep_every_document(host, inventory, admin, os_cli
 # --- disruptive: nodes go away under search load ---------------------------------
 
 class SearchLoad:
-    """Searches against every node (the client fails over) until stopped."""
+    """Searches against every node (the client fails over) until stopped;
+    the seconds each answered search took in `latencies`."""
 
     def __init__(self, client, index):
         self.client, self.index = client, index
         self.ok = self.failed = 0
         self.errors: list[str] = []
+        self.latencies: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 self.client.search(index=self.index, body={"query": {"match": {"title": "doc"}}})
+                self.latencies.append(time.monotonic() - started)
                 self.ok += 1
             except Exception as exc:  # every failure counts
                 self.failed += 1
@@ -262,6 +267,11 @@ class SearchLoad:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(30)
+
+    def figures(self) -> dict:
+        """record()'s request columns."""
+        return {"requests": self.ok + self.failed, "failed": self.failed,
+                "p99": percentile(self.latencies, 0.99), "slowest": max(self.latencies, default=None)}
 
 
 @pytest.fixture
@@ -320,8 +330,10 @@ def test_killed_node_loses_no_search(loaded_index, inventory, os_client, peer):
         peer(victim).check_output("sudo systemctl start opensearch")
         assert _wait_status(admin, {"green"}, 600, nodes=len(_nodes(inventory))) == "green", \
             "not green again with every node after the node returned"
-        print(f"killed {victim}: degraded after {degraded:.1f} s, green with every node "
-              f"after {time.monotonic() - started:.1f} s")
+        green = time.monotonic() - started
+        print(f"killed {victim}: degraded after {degraded:.1f} s, green with every node after {green:.1f} s")
+    record(f"OpenSearch node killed ({victim}, SIGKILL, started again)", **load.figures(), recovered=green,
+           note="straight to OpenSearch; recovered: green with every node, from the kill")
     assert load.failed == 0, f"{load.failed} of {load.ok + load.failed} searches failed: {load.errors[:3]}"
     assert load.ok > 0
     assert admin.count(index=loaded_index)["count"] == before
@@ -333,10 +345,13 @@ def test_rolling_restart_loses_no_search(loaded_index, inventory, os_client):
     import subprocess
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     client = os_client("app", max_retries=3, retry_on_timeout=True)
+    started = time.monotonic()
     with SearchLoad(client, loaded_index) as load:
         proc = subprocess.run(
             ["ansible-playbook", "-i", inventory.path, "playbooks/opensearch-rolling-restart.yml"],
             cwd=root, capture_output=True, text=True, timeout=1800)
+    record("OpenSearch rolling restart (playbook)", **load.figures(), recovered=time.monotonic() - started,
+           note="straight to OpenSearch; recovered: the playbook's run, every node restarted and green")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert load.failed == 0, f"{load.failed} of {load.ok + load.failed} searches failed: {load.errors[:3]}"
     assert load.ok > 0
@@ -361,27 +376,13 @@ def test_a_hung_node_fails_no_search_and_loses_no_document(inventory, os_client,
     victim = next(n for n in reversed(nodes) if n != elected)
     index = f"search-hung-{uuid.uuid4().hex[:8]}"
     admin.indices.create(index=index, body={"settings": {"number_of_shards": 3, "number_of_replicas": 1}})
-    acked: list[str] = []
-    stop = threading.Event()
-
-    def writer():
-        client = os_client("admin", timeout=30, max_retries=3, retry_on_timeout=True)
-        i = 0
-        while not stop.is_set():
-            try:
-                client.index(index=index, id=f"w{i}", body={"n": i})
-                acked.append(f"w{i}")
-            except Exception:  # not acknowledged: may be missing, never counted
-                pass
-            i += 1
-            time.sleep(0.1)
+    writes = AckedWrites(os_client("admin", timeout=30, max_retries=3, retry_on_timeout=True), index)
 
     # "lb" after "opensearch", as every test that takes both.
     with disruption_lock("opensearch"), disruption_lock("lb"):
         try:
             loads = [start_hey(lb, 40, "/search?q=index", workers=2, rate_per_worker=10) for lb in lbs]
-            write = threading.Thread(target=writer)
-            write.start()
+            writes.start()
             time.sleep(5)
             with peer(victim).sudo():
                 peer(victim).check_output("systemctl kill --signal=SIGSTOP opensearch")
@@ -391,8 +392,7 @@ def test_a_hung_node_fails_no_search_and_loses_no_document(inventory, os_client,
                     peer(victim).check_output("systemctl kill --signal=SIGCONT opensearch")
                     resumed = time.monotonic()
             results = [hey_result(proc) for proc in loads]
-            stop.set()
-            write.join(60)
+            writes.stop()
             assert _wait_status(admin, {"green"}, 300, nodes=len(nodes)) == "green", \
                 f"not green with every node after {victim} answered again"
 
@@ -412,15 +412,20 @@ def test_a_hung_node_fails_no_search_and_loses_no_document(inventory, os_client,
                 if total > 0 and all(share.get(_node_name(inventory, n), 0) >= total / len(nodes) / 3 for n in nodes):
                     balanced = round(time.monotonic() - resumed)
         finally:
-            stop.set()
+            writes.stop()
             peer(victim).run("sudo systemctl kill --signal=SIGCONT opensearch")
-    for lb, result in zip(lbs, results):
-        print(f"hung {victim}, through {lb['name']}: {result.requests} searches, slowest {result.slowest:.2f} s")
-        assert result.clean(), f"{lb['name']}: {result.output[-2500:]}"
-        assert result.slowest < 3, f"{lb['name']}: {result.output[-2500:]}"
     admin.indices.refresh(index=index)
     stored = {hit["_id"] for hit in admin.search(index=index, body={"size": 10000, "_source": False})["hits"]["hits"]}
+    acked = writes.ids
     missing = set(acked) - stored
+    for lb, result in zip(lbs, results):
+        print(f"hung {victim}, through {lb['name']}: {result.requests} searches, slowest {result.slowest:.2f} s")
+        record(f"hung OpenSearch node ({victim} 20 s), via {lb['name']}", **load_figures(result),
+               written=len(acked), found=len(acked) - len(missing), recovered=balanced,
+               note="written: the whole run's writes; recovered: every node coordinates its share again")
+    for lb, result in zip(lbs, results):
+        assert result.clean(), f"{lb['name']}: {result.output[-2500:]}"
+        assert result.slowest < 3, f"{lb['name']}: {result.output[-2500:]}"
     assert acked and not missing, f"{len(missing)} of {len(acked)} acknowledged documents missing: {sorted(missing)[:5]}"
     admin.indices.delete(index=index)
     assert all(r.clean() for r in windows), [r.output[-1500:] for r in windows if not r.clean()]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
-import threading
 import time
 import uuid
 
 import prometheus_api
 import pytest
+from load import AckedWrites
+from resilience import record
 
 pytestmark = pytest.mark.groups("monitoring")
 
@@ -51,7 +51,7 @@ def _vip_holders(inventory, peer, vip):
 @pytest.mark.disruptive
 @pytest.mark.whole_lab
 @pytest.mark.once
-def test_power_loss_every_host_at_once(host, inventory, peer, os_client):
+def test_power_loss_every_host_at_once(host, inventory, peer, os_client, platform_ca):
     hosts = inventory.all_hosts()
     lbs = inventory.hosts_in("loadbalancers")
     vip = inventory.resolved(lbs[0], "keepalived_virtual_ip") if len(lbs) > 1 else ""
@@ -60,79 +60,67 @@ def test_power_loss_every_host_at_once(host, inventory, peer, os_client):
     admin.indices.create(index=index, body={"settings": {"number_of_shards": 3, "number_of_replicas": 1}})
 
     # Writes keep coming until the power goes: each acknowledged one must survive.
-    acked: list[str] = []
-    stop = threading.Event()
+    writes = AckedWrites(os_client("admin", timeout=5, max_retries=0), index, prefix="p", pause=0,
+                         body=lambda i: {"n": i, "title": f"power loss {i}"})
 
-    def writer():
-        client = os_client("admin", timeout=5, max_retries=0)
-        i = 0
-        while not stop.is_set():
+    assert all(_search_ok(inventory, lb, platform_ca) for lb in lbs), "the platform does not serve before the test"
+
+    writes.start()
+    time.sleep(5)
+    containers = [f"searchlab-{name}" for name in hosts]
+    subprocess.run(["docker", "kill", "--signal", "KILL", *containers], check=True, capture_output=True)
+    before = writes.stop().ids
+    assert 20 < len(before) < 9000, f"{len(before)} writes acknowledged before the loss"
+    subprocess.run(["docker", "start", *containers], check=True, capture_output=True)
+    start = time.monotonic()
+
+    done: dict[str, float] = {}
+    pending = {f"search via {lb}" for lb in lbs} | {"cluster green", "prometheus targets up"}
+    if vip:
+        pending.add("shared address serves")
+    prom = next(h for h in inventory.hosts_in("monitoring"))
+    while pending and time.monotonic() - start < RECOVERY_LIMIT:
+        for what in sorted(pending):
+            ok = False
             try:
-                client.index(index=index, id=f"p{i}", body={"n": i, "title": f"power loss {i}"})
-                acked.append(f"p{i}")
-            except Exception:  # the power is gone
-                pass
-            i += 1
-
-    with tempfile.NamedTemporaryFile("w", suffix=".crt") as ca:
-        ca.write(peer(lbs[0]).file("/etc/ssl/searchplat/ca.crt").content_string)
-        ca.flush()
-        assert all(_search_ok(inventory, lb, ca.name) for lb in lbs), "the platform does not serve before the test"
-
-        load = threading.Thread(target=writer)
-        load.start()
-        time.sleep(5)
-        containers = [f"searchlab-{name}" for name in hosts]
-        subprocess.run(["docker", "kill", "--signal", "KILL", *containers], check=True, capture_output=True)
-        stop.set()
-        load.join()
-        before = list(acked)
-        assert 20 < len(before) < 9000, f"{len(before)} writes acknowledged before the loss"
-        subprocess.run(["docker", "start", *containers], check=True, capture_output=True)
-        start = time.monotonic()
-
-        done: dict[str, float] = {}
-        pending = {f"search via {lb}" for lb in lbs} | {"cluster green", "prometheus targets up"}
-        if vip:
-            pending.add("shared address serves")
-        prom = next(h for h in inventory.hosts_in("monitoring"))
-        while pending and time.monotonic() - start < RECOVERY_LIMIT:
-            for what in sorted(pending):
+                if what.startswith("search via "):
+                    ok = _search_ok(inventory, what.removeprefix("search via "), platform_ca)
+                elif what == "cluster green":
+                    health = os_client("admin", timeout=5).cluster.health()
+                    ok = health["status"] == "green" and health["number_of_nodes"] == len(inventory.hosts_in("opensearch"))
+                elif what == "shared address serves":
+                    ok = len(_vip_holders(inventory, peer, vip)) == 1 and _search_ok(
+                        inventory, lbs[0], platform_ca) and subprocess.run(
+                        ["curl", "-sf", "--max-time", "5", "--cacert", platform_ca, "--resolve",
+                         f"{inventory.resolved(lbs[0], '_platform_lb_server_names')[0]}:"
+                         f"{inventory.resolved(lbs[0], '_platform_lb_https_port')}:{vip}",
+                         f"https://{inventory.resolved(lbs[0], '_platform_lb_server_names')[0]}:"
+                         f"{inventory.resolved(lbs[0], '_platform_lb_https_port')}/"],
+                        capture_output=True).returncode == 0
+                elif what == "prometheus targets up":
+                    result = prometheus_api.get_json(peer(prom), inventory, "/api/v1/query?query=up")
+                    values = [s["value"][1] for s in result["data"]["result"]]
+                    ok = bool(values) and all(v == "1" for v in values)
+            except Exception:  # not back yet
                 ok = False
-                try:
-                    if what.startswith("search via "):
-                        ok = _search_ok(inventory, what.removeprefix("search via "), ca.name)
-                    elif what == "cluster green":
-                        health = os_client("admin", timeout=5).cluster.health()
-                        ok = health["status"] == "green" and health["number_of_nodes"] == len(inventory.hosts_in("opensearch"))
-                    elif what == "shared address serves":
-                        ok = len(_vip_holders(inventory, peer, vip)) == 1 and _search_ok(
-                            inventory, lbs[0], ca.name) and subprocess.run(
-                            ["curl", "-sf", "--max-time", "5", "--cacert", ca.name, "--resolve",
-                             f"{inventory.resolved(lbs[0], '_platform_lb_server_names')[0]}:"
-                             f"{inventory.resolved(lbs[0], '_platform_lb_https_port')}:{vip}",
-                             f"https://{inventory.resolved(lbs[0], '_platform_lb_server_names')[0]}:"
-                             f"{inventory.resolved(lbs[0], '_platform_lb_https_port')}/"],
-                            capture_output=True).returncode == 0
-                    elif what == "prometheus targets up":
-                        result = prometheus_api.get_json(peer(prom), inventory, "/api/v1/query?query=up")
-                        values = [s["value"][1] for s in result["data"]["result"]]
-                        ok = bool(values) and all(v == "1" for v in values)
-                except Exception:  # not back yet
-                    ok = False
-                if ok:
-                    done[what] = time.monotonic() - start
-                    pending.discard(what)
-            time.sleep(3)
+            if ok:
+                done[what] = time.monotonic() - start
+                pending.discard(what)
+        time.sleep(3)
 
     print("power loss: " + ", ".join(f"{what} after {secs:.0f} s" for what, secs in sorted(done.items(), key=lambda i: i[1]))
           + f"; {len(before)} writes acknowledged before the loss")
+    found: set[str] = set()
+    if not pending:
+        admin = os_client("admin", timeout=60)
+        admin.indices.refresh(index=index)
+        found = {hit["_id"] for hit in admin.search(index=index, body={"query": {"match_all": {}}, "_source": False},
+                                                     size=10000)["hits"]["hits"]}
+    record(f"power loss, all {len(hosts)} hosts at once, no Ansible run", written=len(before),
+           found=len(set(before) & found) if not pending else None,
+           recovered=max(done.values()) if not pending else None,
+           note="recovered: " + ", ".join(f"{what} {secs:.0f} s" for what, secs in sorted(done.items(), key=lambda i: i[1])))
     assert not pending, f"not back after {RECOVERY_LIMIT} s without Ansible: {sorted(pending)} (back: {done})"
-
-    admin = os_client("admin", timeout=60)
-    admin.indices.refresh(index=index)
-    found = {hit["_id"] for hit in admin.search(index=index, body={"query": {"match_all": {}}, "_source": False},
-                                                 size=10000)["hits"]["hits"]}
     missing = set(before) - found
     assert not missing, f"{len(missing)} of {len(before)} acknowledged writes lost: {sorted(missing)[:5]}"
     admin.indices.delete(index=index)
