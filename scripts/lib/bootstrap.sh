@@ -277,7 +277,8 @@ PY
 }
 
 # Artifacts the lab installs from the controller (OpenSearch and its
-# security plugin from Maven Central): the `lab_downloads` list of
+# security plugin from Maven Central, 2.19.3 and the upgrade target 2.19.4
+# side by side): the `lab_downloads` list of
 # inventories/lab/group_vars/all/opensearch.yml, fetched once into
 # ${SEARCHPLAT_CACHE}/downloads and checked against its pinned SHA-256.
 ensure_lab_downloads() {
