@@ -5,6 +5,9 @@ fixed rate per worker, so a test sends at most seconds x workers x rate
 requests; its summary gives the status codes, the transport errors and the
 slowest request.
 
+Searches straight to OpenSearch (SearchLoad): one client in a loop, over
+every node it knows (it fails over), each answered search timed.
+
 Writes straight to OpenSearch (AckedWrites): one document at a time on a
 thread of its own, each id recorded with its time once OpenSearch has
 acknowledged it, so that a test can ask afterwards whether every
@@ -19,6 +22,8 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+
+from resilience import percentile
 
 
 @dataclass
@@ -122,3 +127,41 @@ class AckedWrites:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class SearchLoad:
+    """Searches against every node (the client fails over) until stopped;
+    the seconds each answered search took in `latencies`."""
+
+    def __init__(self, client, index):
+        self.client, self.index = client, index
+        self.ok = self.failed = 0
+        self.errors: list[str] = []
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.client.search(index=self.index, body={"query": {"match": {"title": "doc"}}})
+                self.latencies.append(time.monotonic() - started)
+                self.ok += 1
+            except Exception as exc:  # every failure counts
+                self.failed += 1
+                self.errors.append(repr(exc)[:200])
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+    def figures(self) -> dict:
+        """record()'s request columns."""
+        return {"requests": self.ok + self.failed, "failed": self.failed,
+                "p99": percentile(self.latencies, 0.99), "slowest": max(self.latencies, default=None)}

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import threading
 import time
 import uuid
 
 import pytest
 import yaml
 from disruption import disruption_lock
-from load import AckedWrites, hey_result, start_hey
+from load import AckedWrites, SearchLoad, hey_result, start_hey
 from netprobe import tcp_probe
 from opensearchpy.exceptions import AuthenticationException, AuthorizationException
-from resilience import load_figures, percentile, record
+from resilience import load_figures, record
 from skips import not_configured
 
 pytestmark = pytest.mark.groups("opensearch")
@@ -235,44 +234,6 @@ def test_snapshot_and_restore_keep_every_document(host, inventory, admin, os_cli
 
 
 # --- disruptive: nodes go away under search load ---------------------------------
-
-class SearchLoad:
-    """Searches against every node (the client fails over) until stopped;
-    the seconds each answered search took in `latencies`."""
-
-    def __init__(self, client, index):
-        self.client, self.index = client, index
-        self.ok = self.failed = 0
-        self.errors: list[str] = []
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.client.search(index=self.index, body={"query": {"match": {"title": "doc"}}})
-                self.latencies.append(time.monotonic() - started)
-                self.ok += 1
-            except Exception as exc:  # every failure counts
-                self.failed += 1
-                self.errors.append(repr(exc)[:200])
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(30)
-
-    def figures(self) -> dict:
-        """record()'s request columns."""
-        return {"requests": self.ok + self.failed, "failed": self.failed,
-                "p99": percentile(self.latencies, 0.99), "slowest": max(self.latencies, default=None)}
-
 
 @pytest.fixture
 def cluster_disruption():

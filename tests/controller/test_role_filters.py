@@ -1,4 +1,4 @@
-"""Unit tests of the roles' own filter plugins (pure functions)."""
+"""Unit tests of the roles' own filter and lookup plugins (pure functions)."""
 
 import importlib.util
 import pathlib
@@ -6,8 +6,8 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _load(role, module):
-    path = ROOT / "roles" / role / "filter_plugins" / f"{module}.py"
+def _load(role, module, kind="filter_plugins"):
+    path = ROOT / "roles" / role / kind / f"{module}.py"
     spec = importlib.util.spec_from_file_location(module, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -199,11 +199,7 @@ def test_tls_names_refuse_what_they_cannot_translate():
 
 
 def _load_lookup(name):
-    path = ROOT / "roles" / "platform" / "lookup_plugins" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load("platform", name, "lookup_plugins")
 
 
 def test_role_default_reads_the_owners_literal_and_refuses_templates():
@@ -317,3 +313,34 @@ def test_seconds_of_nginx_and_haproxy_durations():
     for bad in ("", "2 sec", "-1s", "fast"):
         with pytest.raises(AnsibleFilterError, match="not a duration"):
             pf.platform_seconds(bad)
+
+
+def test_opensearch_artifact_version_reads_archives_and_plugins(tmp_path):
+    """The version an archive (top directory) or a plugin zip (its
+    descriptor's opensearch.version) is for; "" for anything else."""
+    import tarfile
+    import zipfile
+
+    av = _load("opensearch", "opensearch_artifact_version", "lookup_plugins").artifact_version
+    dist = tmp_path / "opensearch-x.zip"
+    with zipfile.ZipFile(dist, "w") as z:
+        z.writestr("opensearch-2.19.4/bin/opensearch", "#!/bin/sh\n")
+    plugin = tmp_path / "opensearch-security-x.zip"
+    with zipfile.ZipFile(plugin, "w") as z:
+        z.writestr("plugin-descriptor.properties", "name=opensearch-security\nversion=2.19.3.0\nopensearch.version=2.19.3\n")
+    tgz = tmp_path / "opensearch-x.tar.gz"
+    src = tmp_path / "opensearch-2.18.0"
+    src.mkdir()
+    (src / "README").write_text("x")
+    with tarfile.open(tgz, "w:gz") as t:
+        t.add(src, arcname="opensearch-2.18.0")
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("something/else", "x")
+    assert av(str(dist)) == "2.19.4"
+    assert av(str(plugin)) == "2.19.3"
+    assert av(str(tgz)) == "2.18.0"
+    assert av(str(other)) == ""
+    assert av(str(tmp_path / "missing.zip")) == ""
+    (tmp_path / "text").write_text("not an archive")
+    assert av(str(tmp_path / "text")) == ""
