@@ -79,87 +79,100 @@ def hey_result(proc: subprocess.Popen, stop: bool = False) -> LoadResult:
                       float(p99.group(1)) if p99 else float("inf"))
 
 
-class AckedWrites:
-    """Writes into `index` until stopped (or `limit` documents tried), `pause`
-    seconds apart, with ids `prefix`0, `prefix`1, ...: `acked` holds
-    (id, time) of each write OpenSearch acknowledged. A write that raised
-    is not counted: it may be missing afterwards, an acknowledged one may
-    not. Used as a context manager (stops on exit) or with start()/stop()."""
+class _Loop:
+    """A loop on a thread of its own until stopped: `_step(i)` for i = 0, 1,
+    ... (a step that returns False ends it), `pause` seconds apart. Used as
+    a context manager (stops on exit) or with start()/stop()."""
 
-    def __init__(self, client, index: str, prefix: str = "w", pause: float = 0.1, limit: int | None = None,
-                 body=lambda i: {"n": i}, params: dict | None = None):
-        self.client, self.index, self.prefix, self.pause, self.limit = client, index, prefix, pause, limit
-        self.body, self.params = body, params or {}
-        self.acked: list[tuple[str, float]] = []
+    pause = 0.0
+    stop_timeout = 60.0  # seconds stop() waits for the step under way
+
+    def __init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _step(self, i: int) -> bool:
+        raise NotImplementedError
+
     def _run(self):
         i = 0
-        while not self._stop.is_set() and (self.limit is None or i < self.limit):
-            doc_id = f"{self.prefix}{i}"
-            try:
-                self.client.index(index=self.index, id=doc_id, body=self.body(i), params=self.params)
-                self.acked.append((doc_id, time.time()))
-            except Exception:  # not acknowledged: may be missing, never counted
-                pass
+        while not self._stop.is_set() and self._step(i) is not False:
             i += 1
             if self.pause:
                 time.sleep(self.pause)
 
-    @property
-    def ids(self) -> list[str]:
-        """The acknowledged ids so far."""
-        return [doc_id for doc_id, _ in list(self.acked)]
-
-    def start(self) -> "AckedWrites":
+    def start(self):
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 60) -> "AckedWrites":
+    def stop(self):
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(self.stop_timeout)
         return self
 
-    def __enter__(self) -> "AckedWrites":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
 
 
-class SearchLoad:
-    """Searches against every node (the client fails over) until stopped;
-    the seconds each answered search took in `latencies`."""
+class AckedWrites(_Loop):
+    """Writes into `index` until stopped (or `limit` documents tried), `pause`
+    seconds apart, with ids `prefix`0, `prefix`1, ...: `acked` holds
+    (id, time) of each write OpenSearch acknowledged. A write that raised
+    is not counted: it may be missing afterwards, an acknowledged one may
+    not."""
+
+    def __init__(self, client, index: str, prefix: str = "w", pause: float = 0.1, limit: int | None = None,
+                 body=lambda i: {"n": i}, params: dict | None = None):
+        super().__init__()
+        self.client, self.index, self.prefix, self.pause, self.limit = client, index, prefix, pause, limit
+        self.body, self.params = body, params or {}
+        self.acked: list[tuple[str, float]] = []
+
+    def _step(self, i: int) -> bool:
+        if self.limit is not None and i >= self.limit:
+            return False
+        doc_id = f"{self.prefix}{i}"
+        try:
+            self.client.index(index=self.index, id=doc_id, body=self.body(i), params=self.params)
+            self.acked.append((doc_id, time.time()))
+        except Exception:  # not acknowledged: may be missing, never counted
+            pass
+        return True
+
+    @property
+    def ids(self) -> list[str]:
+        """The acknowledged ids so far."""
+        return [doc_id for doc_id, _ in list(self.acked)]
+
+
+class SearchLoad(_Loop):
+    """Searches against every node (the client fails over) until stopped,
+    0.05 s apart; the seconds each answered search took in `latencies`."""
+
+    pause = 0.05
+    stop_timeout = 30.0
 
     def __init__(self, client, index):
+        super().__init__()
         self.client, self.index = client, index
         self.ok = self.failed = 0
         self.errors: list[str] = []
         self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.client.search(index=self.index, body={"query": {"match": {"title": "doc"}}})
-                self.latencies.append(time.monotonic() - started)
-                self.ok += 1
-            except Exception as exc:  # every failure counts
-                self.failed += 1
-                self.errors.append(repr(exc)[:200])
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(30)
+    def _step(self, i: int) -> bool:
+        started = time.monotonic()
+        try:
+            self.client.search(index=self.index, body={"query": {"match": {"title": "doc"}}})
+            self.latencies.append(time.monotonic() - started)
+            self.ok += 1
+        except Exception as exc:  # every failure counts
+            self.failed += 1
+            self.errors.append(repr(exc)[:200])
+        return True
 
     def figures(self) -> dict:
         """record()'s request columns."""

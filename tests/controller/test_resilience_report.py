@@ -1,10 +1,12 @@
 """The figures of the resilience report, without a lab.
 
 tests/acceptance/load.py reads hey's summary (answered, unanswered, failed,
-p99, slowest) and tests/acceptance/resilience.py records rows and prints
-them as a table (scripts/test's disruptive pass, scripts/bench resilience).
-Both are fed here what hey and the tests really produce, so that a
-misread summary cannot turn a failed request into a clean row.
+p99, slowest) and runs the loads straight to OpenSearch (AckedWrites,
+SearchLoad); tests/acceptance/resilience.py records rows and prints them as
+a table (scripts/test's disruptive pass, scripts/bench resilience). They
+are fed here what hey and the tests really produce, and the loads a client
+that fails on purpose, so that a misread summary or a miscounted failure
+cannot turn into a clean row.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -130,3 +133,48 @@ def test_the_table_prints_every_row_sorted_with_empty_cells_for_missing_figures(
     assert out[2] == "| a |  |  |  |  | 5 | 5 | 131 |  |"
     assert out[3] == "| b | 10 | 1 | 0.12 | 12 |  |  |  | x |"
     assert len(out) == 4
+
+
+class _FlakyClient:
+    """Every third call raises, as a node going away would."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def _call(self):
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise ConnectionError("node gone")
+
+    def index(self, index, id, body, params):
+        self._call()
+
+    def search(self, index, body):
+        self._call()
+
+
+def test_acked_writes_count_only_what_was_acknowledged_and_stop_at_the_limit():
+    client = _FlakyClient()
+    with load.AckedWrites(client, "idx", prefix="p", pause=0, limit=9) as writes:
+        deadline = time.monotonic() + 10
+        while client.calls < 9 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert client.calls == 9
+    assert writes.ids == ["p0", "p1", "p3", "p4", "p6", "p7"]
+    assert all(isinstance(at, float) for _, at in writes.acked)
+
+
+def test_search_load_counts_every_failure_and_times_every_answer():
+    client = _FlakyClient()
+    search = load.SearchLoad(client, "idx")
+    search.pause = 0
+    with search:
+        deadline = time.monotonic() + 10
+        while client.calls < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert search.ok + search.failed == client.calls
+    assert search.failed == client.calls // 3 and search.errors[0].startswith("ConnectionError")
+    assert len(search.latencies) == search.ok
+    figures = search.figures()
+    assert figures["requests"] == client.calls and figures["failed"] == search.failed
+    assert figures["slowest"] == max(search.latencies)
