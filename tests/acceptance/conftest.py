@@ -135,6 +135,12 @@ class Inventory:
     def groups_of(self, host: str) -> set[str]:
         return {g for g, members in self._groups.items() if host in members}
 
+    def playbook(self, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+        """ansible-playbook -i <this inventory> ARGS from the project root (a
+        day-2 playbook, a converge), its output captured."""
+        return subprocess.run(["ansible-playbook", "-i", self.path, *args], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
     @functools.lru_cache(maxsize=None)
     def hostvars(self, host: str) -> dict:
         """Fully templated hostvars (group_vars and defaults resolved)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import threading
 import time
@@ -30,7 +29,6 @@ CONFIG = "/etc/searchplat/opensearch-snapshot.conf"
 CRON = "/etc/cron.d/searchplat-opensearch-snapshot"
 METRICS = "/var/lib/prometheus/node-exporter/opensearch_snapshot.prom"
 DRILL_METRICS = "/var/lib/prometheus/node-exporter/opensearch_snapshot_drill.prom"
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _name(host) -> str:
@@ -235,8 +233,7 @@ def test_a_failed_snapshot_raises_its_alert_and_recovers(host, inventory, peer, 
 
 def _playbook(inventory, *args, timeout=2400):
     started = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", inventory.path, *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = inventory.playbook(*args, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     return time.monotonic() - started
 

@@ -13,7 +13,6 @@ backup raising its alert end to end.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -27,7 +26,6 @@ RUN = "/usr/local/sbin/backup-client-run"
 JOB = "/usr/local/sbin/backup-server-job"
 CONF = "/etc/backup-client"
 TEXTFILE = "/var/lib/prometheus/node-exporter"
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def _name(host) -> str:
@@ -186,10 +184,10 @@ def test_a_deleted_file_is_restored_with_restore_host(host, inventory, peer, bac
         node.check_output(f"echo {content} > {marker}")
         assert node.run(f"{RUN} etc").rc == 0
         node.check_output(f"rm -f {marker}")
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", inventory.path, "playbooks/restore-host.yml", "--limit", target,
-         "-e", json.dumps({"backup_client_restore_paths": [marker], "backup_client_restore_in_place": True})],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = inventory.playbook(
+        "playbooks/restore-host.yml", "--limit", target,
+        "-e", json.dumps({"backup_client_restore_paths": [marker], "backup_client_restore_in_place": True}),
+        timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
     with node.sudo():
         assert node.check_output(f"cat {marker}").strip() == content

@@ -303,14 +303,10 @@ def test_killed_node_loses_no_search(loaded_index, inventory, os_client, peer):
 @pytest.mark.disruptive
 @pytest.mark.once
 def test_rolling_restart_loses_no_search(loaded_index, inventory, os_client):
-    import subprocess
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     client = os_client("app", max_retries=3, retry_on_timeout=True)
     started = time.monotonic()
     with SearchLoad(client, loaded_index) as load:
-        proc = subprocess.run(
-            ["ansible-playbook", "-i", inventory.path, "playbooks/opensearch-rolling-restart.yml"],
-            cwd=root, capture_output=True, text=True, timeout=1800)
+        proc = inventory.playbook("playbooks/opensearch-rolling-restart.yml")
     record("OpenSearch rolling restart (playbook)", **load.figures(), recovered=time.monotonic() - started,
            note="straight to OpenSearch; recovered: the playbook's run, every node restarted and green")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

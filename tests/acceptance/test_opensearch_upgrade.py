@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 import uuid
 
@@ -49,11 +48,6 @@ def _versions_downloaded() -> list[str]:
 
 def _node_versions(client) -> dict[str, str]:
     return {n["name"]: n["version"] for n in client.cat.nodes(format="json", h="name,version")}
-
-
-def _playbook(inventory, *extra):
-    return subprocess.run(["ansible-playbook", "-i", inventory.path, "playbooks/opensearch-upgrade.yml", *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
 
 
 def _recap(out: str) -> dict[str, int]:
@@ -96,7 +90,7 @@ def test_rolling_upgrade_under_load_then_bad_versions_refused(inventory, os_clie
     started = time.monotonic()
     with SearchLoad(searcher, index) as load, writes:
         time.sleep(3)
-        upgrade = _playbook(inventory)
+        upgrade = inventory.playbook("playbooks/opensearch-upgrade.yml")
         time.sleep(3)
     took = time.monotonic() - started
     after = _node_versions(admin)
@@ -124,7 +118,7 @@ def test_rolling_upgrade_under_load_then_bad_versions_refused(inventory, os_clie
     unknown = f"{target.rsplit('.', 1)[0]}.{int(target.rsplit('.', 1)[1]) + 90}"
     for version, expected in ((previous, "would be a downgrade, which OpenSearch refuses"),
                               (unknown, "an archive is never installed unchecked")):
-        refused = _playbook(inventory, "-e", f"lab_opensearch_version={version}")
+        refused = inventory.playbook("playbooks/opensearch-upgrade.yml", "-e", f"lab_opensearch_version={version}")
         out = refused.stdout
         assert refused.returncode != 0, f"{version} was not refused:\n{out[-3000:]}"
         assert expected in re.sub(r"\s+", " ", out), f"{version}: not the expected message:\n{out[-3000:]}"
