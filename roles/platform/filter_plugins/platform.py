@@ -214,9 +214,9 @@ def platform_tls_cipher_names(suites, library="openssl", missing="refuse"):
 
 def platform_tls_curve_names(curves, library="openssl", missing="refuse"):
     """Key-exchange group names (platform_tls_curves: X25519, secp256r1,
-    secp384r1, ...) as `library` spells them: openssl (X25519, prime256v1, secp384r1), java
-    (x25519, secp256r1, secp384r1: jdk.tls.namedGroups) or go (X25519,
-    CurveP256, CurveP384). An unknown name is an error; a group the library
+    secp384r1, ...) as `library` spells them: openssl (X25519, prime256v1,
+    secp384r1), java (x25519, secp256r1, secp384r1: jdk.tls.namedGroups) or
+    go (X25519, CurveP256, CurveP384). An unknown name is an error; a group the library
     does not have too, unless missing='drop'."""
     _choice(library, _CURVE_LIBRARIES, "platform_tls_curve_names: library")
     _choice(missing, ("refuse", "drop"), "platform_tls_curve_names: missing")
